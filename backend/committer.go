@@ -1,0 +1,432 @@
+package backend
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/kinelite/kinelite/backend/index"
+)
+
+// op is one request for the committer.
+type op interface {
+	// apply evaluates the request against b and stages its writes. A request
+	// that is refused (a failed check) records its error in its own result
+	// and stages nothing. apply's own error is a database failure: it aborts
+	// the whole batch.
+	apply(ctx context.Context, b *batch) error
+	// done delivers the outcome. err is non-nil when the batch failed, in
+	// which case nothing the op staged was applied.
+	done(err error)
+}
+
+// soloOp is an op that runs in a group commit of its own, after the ops
+// queued before it and before those queued after: maintenance (a compaction
+// step, a reclaim, a VACUUM) that must not make writes wait longer than its
+// own duration, or that cannot share a transaction.
+type soloOp interface {
+	op
+	solo()
+}
+
+// call is the completion half of an op.
+type call struct {
+	donec chan struct{}
+	err   error
+}
+
+func newCall() call { return call{donec: make(chan struct{})} }
+
+func (c *call) done(err error) {
+	if err != nil {
+		c.err = err
+	}
+	close(c.donec)
+}
+
+// do queues o and waits for it. If ctx ends first, do returns ctx's error and
+// the op may still be applied later, as with etcd.
+func (s *Store) do(ctx context.Context, o op, c *call) error {
+	s.stopMu.RLock()
+	if s.closed {
+		s.stopMu.RUnlock()
+		return ErrStopped
+	}
+	select {
+	case s.reqc <- o:
+		s.stopMu.RUnlock()
+	case <-ctx.Done():
+		s.stopMu.RUnlock()
+		return ctx.Err()
+	}
+	select {
+	case <-c.donec:
+		return c.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runCommitter is the single goroutine that applies writes. Each round it
+// takes every request queued at that moment (up to MaxBatchOps), evaluates
+// them in order against the index, stages their rows, and commits them in one
+// transaction: one fsync for the whole group.
+func (s *Store) runCommitter() {
+	defer s.wg.Done()
+	ops := make([]op, 0, s.cfg.MaxBatchOps)
+	for {
+		var first op
+		select {
+		case <-s.stopc:
+			s.failQueued()
+			return
+		case first = <-s.reqc:
+		}
+		ops = append(ops[:0], first)
+		var solo soloOp
+		if so, ok := first.(soloOp); ok {
+			ops, solo = ops[:0], so
+		}
+	drain:
+		for solo == nil && len(ops) < s.cfg.MaxBatchOps {
+			select {
+			case o := <-s.reqc:
+				if so, ok := o.(soloOp); ok {
+					solo = so
+					break drain
+				}
+				ops = append(ops, o)
+			default:
+				break drain
+			}
+		}
+		if len(ops) > 0 {
+			s.commit(ops)
+		}
+		if solo != nil {
+			s.runSolo(solo)
+		}
+		clear(ops)
+	}
+}
+
+func (s *Store) failQueued() {
+	for {
+		select {
+		case o := <-s.reqc:
+			o.done(ErrStopped)
+		default:
+			return
+		}
+	}
+}
+
+func (s *Store) runSolo(o soloOp) { s.commit([]op{o}) }
+
+// commit applies one group of ops. The batch is not tied to any caller's
+// context: one client giving up must not abort the others' writes.
+func (s *Store) commit(ops []op) {
+	ctx := context.Background()
+	began := time.Now()
+	b := newBatch(s)
+	s.metrics.commitOps.Observe(float64(len(ops)))
+	defer func() { s.metrics.commitDuration.Observe(time.Since(began).Seconds()) }()
+	if err := b.run(ctx, ops); err != nil {
+		s.metrics.commits.WithLabelValues("error").Inc()
+		b.undo()
+		err = unavailable(err)
+		s.log.Error("group commit failed; its requests are refused", "err", err, "requests", len(ops))
+		for _, o := range ops {
+			o.done(err)
+		}
+		return
+	}
+	s.metrics.commits.WithLabelValues("ok").Inc()
+	b.publish()
+	for _, o := range ops {
+		o.done(nil)
+	}
+}
+
+// batch is the state of one group commit: the revisions it assigns, the rows
+// and events it stages, and the changes to apply once it is durable.
+type batch struct {
+	s    *Store
+	tx   Tx    // begun on first use
+	base int64 // revision visible when the batch began
+	rev  int64 // newest revision staged
+
+	rows    []Row
+	values  map[int64][]byte // stored values of staged rows
+	events  []*mvccpb.Event
+	touched map[string]struct{} // keys with staged index entries
+	prevs   []prevFill          // previous values to read before commit
+
+	leaseOps []leaseOp
+	granted  map[int64]bool
+	revoked  map[int64]bool
+	attached map[int64][]string // keys attached to a lease in this batch
+
+	compactRev       int64 // new compact revision; 0 if unchanged
+	compactedNow     bool  // a Compact succeeded in this batch
+	compactedThrough int64 // new compaction progress; 0 if unchanged
+	removed          []Row // rows compaction deleted
+}
+
+// prevFill is a previous key-value whose value is read, for all writes of a
+// batch at once, after evaluation.
+type prevFill struct {
+	kv *mvccpb.KeyValue
+	id int64
+}
+
+type leaseOpKind int
+
+const (
+	leaseGrant leaseOpKind = iota
+	leaseRevoke
+	leaseAttach
+	leaseDetach
+)
+
+type leaseOp struct {
+	kind leaseOpKind
+	id   int64
+	ttl  int64
+	key  string
+}
+
+func newBatch(s *Store) *batch {
+	base := s.rev.Load()
+	return &batch{s: s, base: base, rev: base}
+}
+
+func (b *batch) run(ctx context.Context, ops []op) error {
+	for _, o := range ops {
+		if err := o.apply(ctx, b); err != nil {
+			return b.abort(err)
+		}
+	}
+	if err := b.fillPrevs(ctx); err != nil {
+		return b.abort(err)
+	}
+	if len(b.rows) > 0 {
+		tx, err := b.txn(ctx)
+		if err != nil {
+			return err
+		}
+		if err := tx.Insert(ctx, b.rows); err != nil {
+			return b.abort(err)
+		}
+	}
+	if b.tx == nil {
+		return nil
+	}
+	if err := b.tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (b *batch) abort(err error) error {
+	if b.tx != nil {
+		_ = b.tx.Rollback()
+	}
+	return err
+}
+
+// txn returns the batch's write transaction, beginning it on first use.
+func (b *batch) txn(ctx context.Context) (Tx, error) {
+	if b.tx == nil {
+		tx, err := b.s.driver.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("begin: %w", err)
+		}
+		b.tx = tx
+	}
+	return b.tx, nil
+}
+
+// undo removes the index entries the batch staged.
+func (b *batch) undo() {
+	for key := range b.touched {
+		b.s.index.Truncate(key, b.base)
+	}
+}
+
+// publish makes a committed batch visible: compaction's index removals,
+// the new revision, lease changes, then the events.
+func (b *batch) publish() {
+	s := b.s
+	for _, r := range b.removed {
+		if key, kind := clientKey(r); kind == rowKey {
+			s.index.Remove(key, r.ID)
+		}
+	}
+	if b.compactRev > 0 {
+		s.compactRev.Store(b.compactRev)
+	}
+	if b.compactedNow {
+		s.compacted.Store(true)
+	}
+	if b.compactedThrough > 0 {
+		s.compactedThrough.Store(b.compactedThrough)
+	}
+	s.rev.Store(b.rev)
+	for _, lo := range b.leaseOps {
+		switch lo.kind {
+		case leaseGrant:
+			s.lessor.grant(lo.id, lo.ttl)
+		case leaseRevoke:
+			s.lessor.revoke(lo.id)
+		case leaseAttach:
+			s.lessor.attach(lo.id, lo.key)
+		case leaseDetach:
+			s.lessor.detach(lo.id, lo.key)
+		}
+	}
+	if s.sink != nil && b.rev > b.base {
+		s.sink.Publish(b.rev, b.events)
+	}
+}
+
+// view returns a reader of the batch's state: committed data plus what the
+// batch has staged so far.
+func (b *batch) view() *view {
+	return &view{s: b.s, rev: b.rev, pending: b.values}
+}
+
+// leaseExists reports whether a lease exists as of the batch's staged state.
+func (b *batch) leaseExists(id int64) bool {
+	if b.granted[id] {
+		return true
+	}
+	if b.revoked[id] {
+		return false
+	}
+	return b.s.lessor.has(id)
+}
+
+// stage appends one row at the next revision and records it in the index.
+func (b *batch) stage(key string, row Row, rv index.Revision) {
+	b.rows = append(b.rows, row)
+	if b.values == nil {
+		b.values = make(map[int64][]byte)
+		b.touched = make(map[string]struct{})
+	}
+	b.values[row.ID] = row.Value
+	b.touched[key] = struct{}{}
+	b.s.index.Append(key, rv)
+}
+
+// put stages a write of value to key, attached to lease (0 for none). It
+// returns the new revision and the key's previous value (nil when the put
+// creates the key), whose Value is filled in before the batch commits.
+func (b *batch) put(key string, value []byte, lease int64) (int64, *mvccpb.KeyValue) {
+	last, hasLast := b.s.index.Last(key)
+	b.rev++
+	rev := b.rev
+	rv := index.Revision{Mod: rev, Lease: lease}
+	row := Row{ID: rev, Name: storedName(key), Lease: lease}
+	var prev *mvccpb.KeyValue
+	if hasLast && !last.Tombstone() {
+		rv.Create, rv.Version = last.Create, last.Version+1
+		row.CreateRevision, row.PrevRevision = last.Create, last.Mod
+		prev = b.prevKV(key, last)
+		if last.Lease != 0 && last.Lease != lease {
+			b.leaseOps = append(b.leaseOps, leaseOp{kind: leaseDetach, id: last.Lease, key: key})
+		}
+	} else {
+		rv.Create, rv.Version = rev, 1
+		row.Created = true
+		if hasLast {
+			row.PrevRevision = last.Mod // the tombstone, as kine links them
+		}
+	}
+	if lease != 0 {
+		b.leaseOps = append(b.leaseOps, leaseOp{kind: leaseAttach, id: lease, key: key})
+		if b.attached == nil {
+			b.attached = make(map[int64][]string)
+		}
+		b.attached[lease] = append(b.attached[lease], key)
+	}
+	row.Value = storedValue(key, rv.Version, value)
+	b.stage(key, row, rv)
+	b.events = append(b.events, &mvccpb.Event{
+		Type:   mvccpb.PUT,
+		Kv:     newKV(key, rv, value),
+		PrevKv: prev,
+	})
+	return rev, prev
+}
+
+// del stages the delete of key, which must be live. It returns the new
+// revision and the deleted key-value (Value filled in before commit).
+func (b *batch) del(key string, last index.Revision) (int64, *mvccpb.KeyValue) {
+	b.rev++
+	rev := b.rev
+	prev := b.prevKV(key, last)
+	if last.Lease != 0 {
+		b.leaseOps = append(b.leaseOps, leaseOp{kind: leaseDetach, id: last.Lease, key: key})
+	}
+	b.stage(key, Row{ID: rev, Name: storedName(key), Deleted: true, CreateRevision: last.Create, PrevRevision: last.Mod},
+		index.Revision{Mod: rev})
+	b.events = append(b.events, &mvccpb.Event{
+		Type:   mvccpb.DELETE,
+		Kv:     &mvccpb.KeyValue{Key: []byte(key), ModRevision: rev},
+		PrevKv: prev,
+	})
+	return rev, prev
+}
+
+func (b *batch) prevKV(key string, r index.Revision) *mvccpb.KeyValue {
+	kv := newKV(key, r, nil)
+	b.prevs = append(b.prevs, prevFill{kv: kv, id: r.Mod})
+	return kv
+}
+
+// fillPrevs reads the previous values of every staged write in one query.
+func (b *batch) fillPrevs(ctx context.Context) error {
+	if len(b.prevs) == 0 {
+		return nil
+	}
+	var ids []int64
+	for _, p := range b.prevs {
+		if _, ok := b.values[p.id]; !ok {
+			ids = append(ids, p.id)
+		}
+	}
+	var committed map[int64][]byte
+	if len(ids) > 0 {
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
+		var err error
+		if committed, err = b.s.driver.Values(ctx, ids); err != nil {
+			return fmt.Errorf("read previous values: %w", err)
+		}
+	}
+	for _, p := range b.prevs {
+		stored, ok := b.values[p.id]
+		if !ok {
+			if stored, ok = committed[p.id]; !ok {
+				return fmt.Errorf("read previous values: row %d of %q is missing", p.id, p.kv.Key)
+			}
+		}
+		p.kv.Value = clientValue(string(p.kv.Key), stored)
+	}
+	return nil
+}
+
+func newKV(key string, r index.Revision, value []byte) *mvccpb.KeyValue {
+	return &mvccpb.KeyValue{
+		Key:            []byte(key),
+		CreateRevision: r.Create,
+		ModRevision:    r.Mod,
+		Version:        r.Version,
+		Lease:          r.Lease,
+		Value:          value,
+	}
+}

@@ -1,0 +1,382 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+
+	"github.com/kinelite/kinelite/backend/index"
+	"google.golang.org/protobuf/proto"
+)
+
+// view reads the store as of one revision. rev is the newest revision the
+// view sees and the header revision of its responses. A view inside the
+// committer also sees the batch's staged rows (pending, by ID).
+type view struct {
+	s       *Store
+	rev     int64
+	pending map[int64][]byte
+}
+
+func (s *Store) readView() *view { return &view{s: s, rev: s.rev.Load()} }
+
+// keyRange turns a request's key and range_end into the index's terms:
+// [start, end) with end "" meaning no upper bound, or a single key.
+func keyRange(key, rangeEnd []byte) (start, end string, single bool) {
+	switch {
+	case len(rangeEnd) == 0:
+		return string(key), "", true
+	case len(rangeEnd) == 1 && rangeEnd[0] == 0:
+		return string(key), "", false
+	default:
+		return string(key), string(rangeEnd), false
+	}
+}
+
+// item is one key resolved by the index.
+type item struct {
+	key string
+	rev index.Revision
+}
+
+// resolve returns the keys in a range that are live at rev, up to limit of
+// them (0: all), and how many there are in all when withTotal is set (else
+// the count stops at limit+1).
+func (v *view) resolve(start, end string, single bool, rev int64, limit int64, withTotal bool) ([]item, int64) {
+	if single {
+		r, ok := v.s.index.Get(start, rev)
+		if !ok {
+			return nil, 0
+		}
+		return []item{{key: start, rev: r}}, 1
+	}
+	var items []item
+	var total int64
+	v.s.index.Range(start, end, rev, func(key string, r index.Revision) bool {
+		total++
+		if limit <= 0 || int64(len(items)) < limit {
+			items = append(items, item{key: key, rev: r})
+		} else if !withTotal {
+			return false
+		}
+		return true
+	})
+	return items, total
+}
+
+// checkRevision resolves a request's revision against the view: 0 or less
+// means the view's own revision.
+func (v *view) checkRevision(rev int64) (int64, error) {
+	switch {
+	case rev > v.rev:
+		return 0, ErrFutureRev
+	case rev <= 0:
+		rev = v.rev
+	}
+	if rev < v.s.compactRev.Load() {
+		return 0, ErrCompacted
+	}
+	return rev, nil
+}
+
+// values returns the stored values of rows, from the batch's staged rows
+// or the database. A row that is missing fails the read: ErrCompacted when
+// compaction removed it after the revision check, an error otherwise.
+func (v *view) values(ctx context.Context, rev int64, ids []int64) (map[int64][]byte, error) {
+	var out map[int64][]byte
+	var missing []int64
+	for _, id := range ids {
+		if val, ok := v.pending[id]; ok {
+			if out == nil {
+				out = make(map[int64][]byte, len(ids))
+			}
+			out[id] = val
+		} else {
+			missing = append(missing, id)
+		}
+	}
+	switch len(missing) {
+	case 0:
+		return out, nil
+	case 1:
+		val, ok, err := v.s.driver.Value(ctx, missing[0])
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if out == nil {
+			out = make(map[int64][]byte, len(ids))
+		}
+		if ok {
+			out[missing[0]] = val
+		}
+	default:
+		got, err := v.s.driver.Values(ctx, missing)
+		if err != nil {
+			return nil, unavailable(err)
+		}
+		if out == nil {
+			out = got
+		} else {
+			for id, val := range got {
+				out[id] = val
+			}
+		}
+	}
+	for _, id := range missing {
+		if _, ok := out[id]; !ok {
+			if rev < v.s.compactRev.Load() {
+				return nil, ErrCompacted
+			}
+			return nil, unavailable(fmt.Errorf("row %d is missing from the table", id))
+		}
+	}
+	return out, nil
+}
+
+// value returns the client value of key at revision r.
+func (v *view) value(ctx context.Context, key string, r index.Revision) ([]byte, error) {
+	vals, err := v.values(ctx, r.Mod, []int64{r.Mod})
+	if err != nil {
+		return nil, err
+	}
+	return clientValue(key, vals[r.Mod]), nil
+}
+
+// isDefaultOrder reports whether a range is sorted the way the index
+// returns keys.
+func isDefaultOrder(r *pb.RangeRequest) bool {
+	return r.SortOrder == pb.RangeRequest_NONE ||
+		(r.SortTarget == pb.RangeRequest_KEY && r.SortOrder == pb.RangeRequest_ASCEND)
+}
+
+func hasRevisionFilters(r *pb.RangeRequest) bool {
+	return r.MinModRevision != 0 || r.MaxModRevision != 0 || r.MinCreateRevision != 0 || r.MaxCreateRevision != 0
+}
+
+// rangeKVs answers a Range request as etcd does: count is the number of keys
+// in the range at the read revision whatever the limit (when withTotal; a
+// RangeStream chunk does not need it), more tells whether limit cut the
+// result, and the header revision is the view's, not the read revision.
+func (v *view) rangeKVs(ctx context.Context, r *pb.RangeRequest, withTotal bool) (*pb.RangeResponse, error) {
+	rev, err := v.checkRevision(r.Revision)
+	if err != nil {
+		return nil, err
+	}
+	resp := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: v.rev}}
+	start, end, single := keyRange(r.Key, r.RangeEnd)
+	if !single && end != "" && start >= end {
+		return resp, nil
+	}
+	if r.CountOnly {
+		if single {
+			_, resp.Count = v.resolve(start, end, true, rev, 0, true)
+		} else {
+			resp.Count = int64(v.s.index.Count(start, end, rev))
+		}
+		return resp, nil
+	}
+
+	// Like etcd: fetch limit+1 to learn "more", unless sorting or filtering
+	// needs every key first.
+	limit := r.Limit
+	if !isDefaultOrder(r) || hasRevisionFilters(r) {
+		limit = 0
+	}
+	if limit > 0 && limit < math.MaxInt64 {
+		limit++
+	}
+	items, total := v.resolve(start, end, single, rev, limit, withTotal)
+	items = filterItems(items, r)
+
+	// A target other than KEY with no order sorts ascending (etcd); the
+	// limit above was decided on the order as requested, as etcd does.
+	sortByValue := r.SortTarget == pb.RangeRequest_VALUE
+	var vals map[int64][]byte
+	if sortByValue {
+		if vals, err = v.values(ctx, rev, itemIDs(items)); err != nil {
+			return nil, err
+		}
+	}
+	sortItems(items, r, vals)
+	if r.Limit > 0 && int64(len(items)) > r.Limit {
+		items = items[:r.Limit]
+		resp.More = true
+	}
+	resp.Count = total
+	if !withTotal && !resp.More {
+		resp.Count = int64(len(items))
+	}
+
+	keysOnly := r.KeysOnly
+	// etcd answers keys_only from its index, whose entries carry no lease,
+	// unless it sorted by value.
+	noLease := keysOnly && !sortByValue
+	if !keysOnly && vals == nil && len(items) > 0 {
+		if vals, err = v.values(ctx, rev, itemIDs(items)); err != nil {
+			return nil, err
+		}
+	}
+	resp.Kvs = make([]*mvccpb.KeyValue, len(items))
+	for i, it := range items {
+		var val []byte
+		if !keysOnly {
+			val = clientValue(it.key, vals[it.rev.Mod])
+		}
+		resp.Kvs[i] = newKV(it.key, it.rev, val)
+		if noLease {
+			resp.Kvs[i].Lease = 0
+		}
+	}
+	return resp, nil
+}
+
+func itemIDs(items []item) []int64 {
+	ids := make([]int64, len(items))
+	for i, it := range items {
+		ids[i] = it.rev.Mod
+	}
+	return ids
+}
+
+// filterItems applies the min/max mod and create revision filters.
+func filterItems(items []item, r *pb.RangeRequest) []item {
+	if !hasRevisionFilters(r) {
+		return items
+	}
+	return slices.DeleteFunc(items, func(it item) bool {
+		return (r.MaxModRevision != 0 && it.rev.Mod > r.MaxModRevision) ||
+			(r.MinModRevision != 0 && it.rev.Mod < r.MinModRevision) ||
+			(r.MaxCreateRevision != 0 && it.rev.Create > r.MaxCreateRevision) ||
+			(r.MinCreateRevision != 0 && it.rev.Create < r.MinCreateRevision)
+	})
+}
+
+// sortItems orders items as the request asks. A target other than KEY with
+// no order means ascending, as in etcd. Ties keep key order.
+func sortItems(items []item, r *pb.RangeRequest, vals map[int64][]byte) {
+	order := r.SortOrder
+	if r.SortTarget != pb.RangeRequest_KEY && order == pb.RangeRequest_NONE {
+		order = pb.RangeRequest_ASCEND
+	}
+	if order == pb.RangeRequest_NONE || (r.SortTarget == pb.RangeRequest_KEY && order == pb.RangeRequest_ASCEND) {
+		return
+	}
+	var cmp func(a, b item) int
+	switch r.SortTarget {
+	case pb.RangeRequest_KEY:
+		cmp = func(a, b item) int { return compareStrings(a.key, b.key) }
+	case pb.RangeRequest_VERSION:
+		cmp = func(a, b item) int { return compareInts(a.rev.Version, b.rev.Version) }
+	case pb.RangeRequest_CREATE:
+		cmp = func(a, b item) int { return compareInts(a.rev.Create, b.rev.Create) }
+	case pb.RangeRequest_MOD:
+		cmp = func(a, b item) int { return compareInts(a.rev.Mod, b.rev.Mod) }
+	case pb.RangeRequest_VALUE:
+		cmp = func(a, b item) int {
+			return bytes.Compare(clientValue(a.key, vals[a.rev.Mod]), clientValue(b.key, vals[b.rev.Mod]))
+		}
+	default:
+		return
+	}
+	if order == pb.RangeRequest_DESCEND {
+		asc := cmp
+		cmp = func(a, b item) int { return asc(b, a) }
+	}
+	slices.SortStableFunc(items, cmp)
+}
+
+func compareInts(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Range answers a Range request at the latest revision or an older one.
+func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return s.readView().rangeKVs(ctx, r, true)
+}
+
+// RangeStream answers a Range request in chunks, as etcd 3.7's RangeStream
+// does: the revision is pinned at the start, the first chunk holds 10 keys
+// and later chunks double or halve their key count to land near chunkBytes,
+// only the last chunk carries the header, more and count. send is called
+// once per chunk.
+func (s *Store) RangeStream(ctx context.Context, r *pb.RangeRequest, chunkBytes int,
+	send func(*pb.RangeResponse) error) error {
+	v := s.readView()
+	if r.CountOnly {
+		resp, err := v.rangeKVs(ctx, r, true)
+		if err != nil {
+			return err
+		}
+		return send(&pb.RangeResponse{Header: resp.Header, Count: resp.Count})
+	}
+	// The loop moves Key, Limit and Revision; the caller's request stays.
+	req := &pb.RangeRequest{Key: r.Key, RangeEnd: r.RangeEnd, Revision: r.Revision, KeysOnly: r.KeysOnly}
+	totalLimit := r.Limit
+	if totalLimit <= 0 {
+		totalLimit = math.MaxInt64
+	}
+	req.Limit = min(int64(10), totalLimit)
+	if req.Revision <= 0 {
+		req.Revision = v.rev
+	}
+	var sent int64
+	for {
+		resp, err := v.rangeKVs(ctx, req, false)
+		if err != nil {
+			return err
+		}
+		sent += int64(len(resp.Kvs))
+		out := &pb.RangeResponse{Kvs: resp.Kvs}
+		last := !resp.More || sent == totalLimit
+		if last {
+			out.Header = &pb.ResponseHeader{Revision: v.rev}
+			out.More = resp.More
+			out.Count = sent
+			if resp.More {
+				next := append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
+				rest, err := v.rangeKVs(ctx, &pb.RangeRequest{Key: next, RangeEnd: req.RangeEnd,
+					Revision: req.Revision, CountOnly: true}, true)
+				if err != nil {
+					return err
+				}
+				out.Count += rest.Count
+			}
+		}
+		if err := send(out); err != nil {
+			return err
+		}
+		if last {
+			return nil
+		}
+		req.Key = append(bytes.Clone(resp.Kvs[len(resp.Kvs)-1].Key), 0)
+		size := proto.Size(resp)
+		switch {
+		case size < chunkBytes/2:
+			req.Limit *= 2
+		case size > chunkBytes*2:
+			req.Limit /= 2
+		}
+		req.Limit = max(min(req.Limit, totalLimit-sent), 1)
+	}
+}

@@ -1,0 +1,335 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+
+	"github.com/kinelite/kinelite/backend"
+)
+
+// DefaultPath is where kinelite keeps its database when the DSN names none:
+// kine's default.
+const DefaultPath = "./db/state.db"
+
+// Config describes one SQLite database.
+type Config struct {
+	// Path is the database file. Its directory is created (mode 0700) when
+	// missing.
+	Path string
+
+	// NoFsync trades durability for speed: commits are not synced to disk
+	// (synchronous=NORMAL in WAL mode). A process crash loses nothing; a
+	// power cut may lose the last commits. Off by default.
+	NoFsync bool
+
+	// ReadConnections bounds the connections that serve reads. Default:
+	// four per CPU, at least 4.
+	ReadConnections int
+
+	// ReadOnly opens an existing database for queries only, with no writer
+	// (for inspection, online or offline): the driver's writes fail.
+	ReadOnly bool
+}
+
+// ParseDSN reads kine's SQLite DSN forms: "sqlite://PATH?PARAMS", a bare
+// path, or "" for DefaultPath. kinelite chooses its own pragmas whatever the
+// DSN says, so kine's parameters (_journal_mode, _synchronous, _busy_timeout,
+// _txlock, cache, ...) are accepted and ignored; ignored lists them so the
+// caller can say so. An unknown parameter is an error.
+func ParseDSN(dsn string) (cfg Config, ignored []string, err error) {
+	rest, ok := strings.CutPrefix(dsn, "sqlite://")
+	if !ok && strings.Contains(dsn, "://") {
+		return cfg, nil, fmt.Errorf("sqlite: not a sqlite DSN: %q", redactDSN(dsn))
+	}
+	path, query, _ := strings.Cut(rest, "?")
+	if path == "" {
+		path = DefaultPath
+	}
+	cfg.Path = path
+	params, err := url.ParseQuery(query)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("sqlite: parse DSN parameters: %w", err)
+	}
+	for name := range params {
+		if !kineParams[name] && !strings.HasPrefix(name, "_kine_") {
+			return cfg, nil, fmt.Errorf("sqlite: unknown DSN parameter %q", name)
+		}
+		ignored = append(ignored, name)
+	}
+	return cfg, ignored, nil
+}
+
+// kineParams are the DSN parameters kine and go-sqlite3 accept.
+var kineParams = map[string]bool{
+	"_journal_mode": true, "_journal": true, "_busy_timeout": true, "_timeout": true,
+	"_synchronous": true, "_sync": true, "_txlock": true, "_stmt_cache_size": true,
+	"cache": true, "mode": true, "_fk": true, "_foreign_keys": true, "_loc": true,
+	"_auto_vacuum": true, "_vacuum": true, "_cache_size": true, "_pragma": true,
+}
+
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return dsn
+}
+
+// Open opens (creating it when missing) the database and returns a Driver
+// over it. Nothing runs in the background.
+func Open(cfg Config) (backend.Driver, error) {
+	if cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	if strings.ContainsAny(cfg.Path, "?#") {
+		return nil, fmt.Errorf("sqlite: database path %q must not contain '?' or '#'", cfg.Path)
+	}
+	if cfg.ReadConnections <= 0 {
+		cfg.ReadConnections = max(4, 4*runtime.GOMAXPROCS(0))
+	}
+	if cfg.ReadOnly {
+		return openReadOnly(cfg)
+	}
+	if dir := filepath.Dir(cfg.Path); dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("sqlite: create database directory: %w", err)
+		}
+	}
+	sync := "FULL"
+	if cfg.NoFsync {
+		sync = "NORMAL"
+	}
+	// The writer: one connection, immediate transactions, incremental
+	// auto-vacuum on a new database (it cannot change later without a
+	// VACUUM), WAL with fsync per commit.
+	write, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
+		"_pragma": {
+			"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")",
+			"journal_size_limit(67108864)", "cache_size(-16384)", "temp_store(MEMORY)",
+			// Checkpoints run off the commit path (Checkpoint), never
+			// inside a commit.
+			"wal_autocheckpoint(0)",
+		},
+		"_auto_vacuum": {"INCREMENTAL"},
+		"_txlock":      {"immediate"},
+	}.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	// Check the file before opening readers: a bad path or a file that is
+	// not a database fails here with SQLite's message.
+	if _, err := write.Exec("SELECT count(*) FROM sqlite_schema"); err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
+	}
+	read, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
+		"_pragma": {"busy_timeout(10000)", "query_only(1)", "mmap_size(4294967296)"},
+	}.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	read.SetMaxOpenConns(cfg.ReadConnections)
+	read.SetMaxIdleConns(cfg.ReadConnections)
+	read.SetConnMaxIdleTime(0)
+	read.SetConnMaxLifetime(0)
+	// Checkpoints get a connection of their own, so that they never wait
+	// for (or hold up) the writer.
+	maint, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
+		"_pragma": {"busy_timeout(10000)"},
+	}.Encode())
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	maint.SetMaxOpenConns(1)
+	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Dialect: dialect{path: cfg.Path}}), nil
+}
+
+func openReadOnly(cfg Config) (backend.Driver, error) {
+	if _, err := os.Stat(cfg.Path); err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
+	}
+	read, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
+		"_pragma": {"busy_timeout(10000)", "query_only(1)"},
+	}.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	read.SetMaxOpenConns(cfg.ReadConnections)
+	if _, err := read.Exec("SELECT count(*) FROM sqlite_schema"); err != nil {
+		read.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", cfg.Path, err)
+	}
+	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: read, Dialect: dialect{path: cfg.Path}}), nil
+}
+
+// dialect is SQLite's part of the shared SQL.
+type dialect struct{ path string }
+
+// kine's SQLite schema (kine v0.16), then kinelite's own tables.
+var schema = []string{
+	`CREATE TABLE IF NOT EXISTS kine
+		(
+			id INTEGER PRIMARY KEY AUTOINCREMENT,
+			name TEXT,
+			created INTEGER,
+			deleted INTEGER,
+			create_revision INTEGER,
+			prev_revision INTEGER,
+			lease INTEGER,
+			value BLOB,
+			old_value BLOB
+		)`,
+	`CREATE INDEX IF NOT EXISTS kine_name_index ON kine (name)`,
+	`CREATE INDEX IF NOT EXISTS kine_name_id_index ON kine (name,id)`,
+	`CREATE INDEX IF NOT EXISTS kine_id_deleted_index ON kine (id,deleted)`,
+	`CREATE INDEX IF NOT EXISTS kine_prev_revision_index ON kine (prev_revision)`,
+	`CREATE UNIQUE INDEX IF NOT EXISTS kine_name_prev_revision_uindex ON kine (name, prev_revision)`,
+	`CREATE INDEX IF NOT EXISTS kine_id_compact_rev_key_with_prev_revision_index ON kine(id, name, prev_revision) WHERE name != 'compact_rev_key' AND prev_revision != 0`,
+	`CREATE TABLE IF NOT EXISTS kinelite_lease (id INTEGER PRIMARY KEY, ttl INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS kinelite_version (name TEXT PRIMARY KEY, id INTEGER NOT NULL, version INTEGER NOT NULL)`,
+	`CREATE TABLE IF NOT EXISTS kinelite_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL)`,
+}
+
+func (dialect) Schema() []string { return schema }
+
+func (dialect) Rebind(q string) string { return q }
+
+// IDsIn passes the IDs as one JSON array, so that one prepared statement
+// serves any number of them.
+func (dialect) IDsIn(ids []int64) (string, any) {
+	b := make([]byte, 0, 2+len(ids)*8)
+	b = append(b, '[')
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, id, 10)
+	}
+	b = append(b, ']')
+	return `id IN (SELECT value FROM json_each(?))`, string(b)
+}
+
+func (dialect) BeginWrite(context.Context, *sql.Tx) error { return nil }
+
+func (d dialect) Size(ctx context.Context, db *sql.DB) (backend.Size, error) {
+	var s backend.Size
+	var pages, free, pageSize int64
+	err := db.QueryRowContext(ctx, `SELECT page_count, freelist_count, page_size
+		FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()`).Scan(&pages, &free, &pageSize)
+	if err != nil {
+		return s, err
+	}
+	s.Total, s.InUse = pages*pageSize, (pages-free)*pageSize
+	if fi, err := os.Stat(d.path + "-wal"); err == nil {
+		s.WAL = fi.Size()
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return s, err
+	}
+	return s, nil
+}
+
+// Checkpoint copies the WAL into the database in PASSIVE mode: it copies
+// what no reader still needs and never waits for the writer or readers, so
+// writes go on meanwhile. Once a checkpoint has copied everything, the next
+// commit starts the WAL over from its beginning (and journal_size_limit
+// truncates the file), which is what keeps the WAL bounded.
+func (dialect) Checkpoint(ctx context.Context, db *sql.DB) (backend.CheckpointResult, error) {
+	var busy int
+	var r backend.CheckpointResult
+	if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &r.Frames, &r.Copied); err != nil {
+		return r, fmt.Errorf("sqlite: checkpoint: %w", err)
+	}
+	return r, nil
+}
+
+// RestartLog runs a RESTART checkpoint on the writer's connection. Called
+// when passive checkpoints have copied the whole WAL, it has nothing left to
+// copy: it only waits for readers still on older snapshots — at most
+// restartWait, readers being short — so that the next commit writes the WAL
+// from its beginning. Without it a steady stream of readers can keep the
+// WAL from ever starting over (SQLite's checkpoint starvation, kine #582).
+func (dialect) RestartLog(ctx context.Context, db *sql.DB) (bool, error) {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", restartWait.Milliseconds())); err != nil {
+		return false, err
+	}
+	defer conn.ExecContext(context.Background(), "PRAGMA busy_timeout = 10000")
+	var busy, frames, copied int
+	if err := conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &frames, &copied); err != nil {
+		return false, fmt.Errorf("sqlite: restart checkpoint: %w", err)
+	}
+	return busy == 0, nil
+}
+
+// restartWait bounds how long RestartLog holds the writer waiting for
+// readers.
+const restartWait = 10 * time.Millisecond
+
+// Reclaim runs an incremental vacuum of at most maxPages pages. On a
+// database created by kine (auto_vacuum=NONE) it does nothing: one
+// Defragment (VACUUM) switches such a database to incremental mode.
+func (dialect) Reclaim(ctx context.Context, tx *sql.Tx, maxPages int) (int, error) {
+	var before, after int
+	if err := tx.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&before); err != nil {
+		return 0, err
+	}
+	rows, err := tx.QueryContext(ctx, fmt.Sprintf(`PRAGMA incremental_vacuum(%d)`, maxPages))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: incremental vacuum: %w", err)
+	}
+	for rows.Next() {
+	}
+	if err := closeErr(rows); err != nil {
+		return 0, fmt.Errorf("sqlite: incremental vacuum: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, `PRAGMA freelist_count`).Scan(&after); err != nil {
+		return 0, err
+	}
+	return before - after, nil
+}
+
+func closeErr(rows *sql.Rows) error {
+	err := rows.Err()
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (dialect) TableExists(ctx context.Context, db *sql.DB, name string) (bool, error) {
+	var n int
+	err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?`, name).Scan(&n)
+	return n > 0, err
+}
+
+// Defragment rewrites the database (VACUUM), then empties the WAL.
+func (dialect) Defragment(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `VACUUM`); err != nil {
+		return fmt.Errorf("sqlite: vacuum: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+		return fmt.Errorf("sqlite: checkpoint: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,5 @@
+//go:build cgo
+
+package servers
+
+const cgoEnabled = true

@@ -1,0 +1,389 @@
+package compact
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/kinelite/kinelite/backend"
+)
+
+// Defaults for Config.
+const (
+	DefaultBatchRevisions     = 1000
+	DefaultStepTarget         = 10 * time.Millisecond
+	minStepRevisions          = 8
+	DefaultMinRetain          = 1000
+	DefaultCheckpointInterval = 50 * time.Millisecond
+	DefaultWALFrames          = 1000  // SQLite's own autocheckpoint threshold
+	DefaultRestartFrames      = 16384 // 64 MiB of 4 KiB pages
+	DefaultReclaimInterval    = time.Second
+	DefaultFreeLimit          = 16 << 20
+	// reclaimPages is how many pages one reclaim op gives back: small
+	// enough that a write never waits long behind it; reclaimPause spaces
+	// the ops.
+	reclaimPages = 128
+	reclaimPause = 20 * time.Millisecond
+)
+
+// Store is what the compactor needs from the backend. backend.Store
+// implements it.
+type Store interface {
+	// Compact moves the compact revision, durably, and returns.
+	Compact(ctx context.Context, rev int64) error
+	// CompactStep deletes the obsolete rows of the next window of at most
+	// maxRevisions revisions and returns the progress after it.
+	CompactStep(ctx context.Context, maxRevisions int64) (through int64, deleted int, err error)
+	CompactRevision() int64
+	CompactedThrough() int64
+	CurrentRevision() int64
+
+	// Size, Checkpoint and Reclaim keep the database's files in check.
+	Size(ctx context.Context) (backend.Size, error)
+	Checkpoint(ctx context.Context) (backend.CheckpointResult, error)
+	RestartLog(ctx context.Context) (bool, error)
+	Reclaim(ctx context.Context, maxPages int) (int, error)
+}
+
+// Config tunes a Compactor. The zero value is valid.
+type Config struct {
+	// BatchRevisions is the largest revision window one step covers
+	// (kine's --compact-batch-size). Default DefaultBatchRevisions.
+	BatchRevisions int64
+
+	// StepTarget is how long a step should take: the window shrinks when
+	// steps run longer and grows back (up to BatchRevisions) when they run
+	// shorter, so that a write never waits much longer than this behind
+	// compaction, whatever the rows cost. Default DefaultStepTarget.
+	StepTarget time.Duration
+
+	// Interval turns on retention for users without an apiserver (kine's
+	// --compact-interval): every Interval the store is compacted to the
+	// revision that was current one interval earlier, keeping at least
+	// MinRetain revisions. 0, the default, leaves compaction to clients.
+	Interval time.Duration
+
+	// MinRetain is the least number of revisions retention keeps (kine's
+	// --compact-min-retain). Default DefaultMinRetain.
+	MinRetain int64
+
+	// CheckpointInterval is how often the write-ahead log's length is
+	// looked at; WALFrames is the length (in pages) above which it is
+	// checkpointed, RestartFrames the length above which it is started over
+	// once checkpointed. Defaults DefaultCheckpointInterval,
+	// DefaultWALFrames, DefaultRestartFrames.
+	CheckpointInterval time.Duration
+	WALFrames          int64
+	RestartFrames      int64
+
+	// ReclaimInterval is how often free space is looked at; it is given
+	// back when it exceeds both a quarter of the file and FreeLimit bytes.
+	// Defaults DefaultReclaimInterval, DefaultFreeLimit.
+	ReclaimInterval time.Duration
+	FreeLimit       int64
+
+	// Logger receives the compactor's logs. Nil means no logging.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.BatchRevisions <= 0 {
+		c.BatchRevisions = DefaultBatchRevisions
+	}
+	if c.StepTarget <= 0 {
+		c.StepTarget = DefaultStepTarget
+	}
+	if c.MinRetain <= 0 {
+		c.MinRetain = DefaultMinRetain
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if c.WALFrames <= 0 {
+		c.WALFrames = DefaultWALFrames
+	}
+	if c.RestartFrames <= 0 {
+		c.RestartFrames = DefaultRestartFrames
+	}
+	if c.ReclaimInterval <= 0 {
+		c.ReclaimInterval = DefaultReclaimInterval
+	}
+	if c.FreeLimit <= 0 {
+		c.FreeLimit = DefaultFreeLimit
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Compactor deletes, in the background and in small steps, the rows that
+// compaction made obsolete, and optionally compacts on a schedule.
+type Compactor struct {
+	cfg   Config
+	log   *slog.Logger
+	store Store
+
+	kickc   chan struct{} // buffered 1: work may be waiting
+	metrics *metrics
+
+	mu        sync.Mutex    // guards progressc
+	progressc chan struct{} // closed whenever CompactedThrough moves
+
+	stopc chan struct{}
+	wg    sync.WaitGroup
+}
+
+// New returns a compactor over store. It starts nothing.
+func New(store Store, cfg Config) *Compactor {
+	cfg.setDefaults()
+	return &Compactor{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		store:     store,
+		kickc:     make(chan struct{}, 1),
+		metrics:   newMetrics(store),
+		progressc: make(chan struct{}),
+		stopc:     make(chan struct{}),
+	}
+}
+
+// Start starts the deletion loop (which first finishes any compaction left
+// unfinished by a previous run) and, when Interval is set, retention. Close
+// stops them.
+func (c *Compactor) Start() {
+	c.wg.Add(3)
+	go c.run()
+	go c.checkpoint()
+	go c.reclaim()
+	if c.cfg.Interval > 0 {
+		c.wg.Add(1)
+		go c.retain()
+	}
+	c.kick()
+}
+
+// Close stops the compactor's goroutines and waits for them. A step in
+// progress completes; the rest resumes at the next Start.
+func (c *Compactor) Close() {
+	select {
+	case <-c.stopc:
+	default:
+		close(c.stopc)
+	}
+	c.wg.Wait()
+}
+
+func (c *Compactor) kick() {
+	select {
+	case c.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// Compact moves the compact revision to rev and returns at once; the rows
+// behind it are deleted in the background. With physical set it also waits
+// until they are.
+func (c *Compactor) Compact(ctx context.Context, rev int64, physical bool) error {
+	if err := c.store.Compact(ctx, rev); err != nil {
+		return err
+	}
+	c.kick()
+	if !physical {
+		return nil
+	}
+	for {
+		c.mu.Lock()
+		progressc := c.progressc
+		c.mu.Unlock()
+		if c.store.CompactedThrough() >= rev {
+			return nil
+		}
+		select {
+		case <-progressc:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.stopc:
+			return errors.New("compact: stopped before the compaction finished")
+		}
+	}
+}
+
+func (c *Compactor) run() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stopc:
+			return
+		case <-c.kickc:
+		}
+		c.drain()
+	}
+}
+
+// drain steps until the deletions catch up with the compact revision,
+// sizing each step's window so that it takes about StepTarget.
+func (c *Compactor) drain() {
+	ctx := context.Background()
+	window := min(c.cfg.BatchRevisions, 100)
+	for c.store.CompactedThrough() < c.store.CompactRevision() {
+		select {
+		case <-c.stopc:
+			return
+		default:
+		}
+		began := time.Now()
+		through, deleted, err := c.store.CompactStep(ctx, window)
+		if err != nil {
+			c.log.Warn("compaction step failed; retrying", "err", err)
+			select {
+			case <-c.stopc:
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		took := time.Since(began)
+		c.metrics.steps.Observe(took.Seconds())
+		c.metrics.rowsDeleted.Add(float64(deleted))
+		c.log.Debug("compaction step", "through", through, "deleted", deleted, "window", window, "took", took)
+		switch {
+		case took > 2*c.cfg.StepTarget:
+			window = max(window/2, minStepRevisions)
+		case took < c.cfg.StepTarget/2:
+			window = min(window*2, c.cfg.BatchRevisions)
+		}
+		c.mu.Lock()
+		close(c.progressc)
+		c.progressc = make(chan struct{})
+		c.mu.Unlock()
+	}
+}
+
+// checkpoint keeps the write-ahead log bounded, off the commit path:
+// whenever the log holds more than WALFrames pages it runs passive
+// checkpoints (which never wait for writers or readers), each copying the
+// pages written since the previous one, so the database file stays nearly
+// current. The log must also start over from its beginning now and then,
+// which SQLite does on its own only when no reader still uses an older
+// snapshot — under a steady load, rarely. So once the log passes
+// RestartFrames and a checkpoint has copied all of it, the compactor asks
+// the store to restart it: an op of its own in the write queue that copies
+// the little written since and waits a few milliseconds at most for
+// readers. SQLite's own automatic checkpoint would do all this work inside
+// commits.
+func (c *Compactor) checkpoint() {
+	defer c.wg.Done()
+	ctx := context.Background()
+	idle := time.NewTicker(c.cfg.CheckpointInterval)
+	defer idle.Stop()
+	for {
+		select {
+		case <-c.stopc:
+			return
+		case <-idle.C:
+		}
+		for {
+			r, err := c.store.Checkpoint(ctx)
+			if err != nil {
+				c.log.Warn("checkpoint", "err", err)
+				break
+			}
+			c.metrics.checkpoints.Inc()
+			if r.Frames <= c.cfg.WALFrames {
+				break // short enough, or already started over
+			}
+			if r.Copied == r.Frames && r.Frames <= c.cfg.RestartFrames {
+				break // all copied; the log may grow a while longer
+			}
+			if r.Copied == r.Frames {
+				restarted, err := c.store.RestartLog(ctx)
+				if err != nil {
+					c.log.Warn("restart the write-ahead log", "err", err)
+					break
+				}
+				if restarted {
+					c.metrics.logRestarts.Inc()
+					break
+				}
+			}
+			select {
+			case <-c.stopc:
+				return
+			default:
+			}
+		}
+	}
+}
+
+// reclaim gives free pages back to the file system in small ops, when they
+// pile up after compaction. Free pages below the limits are left for new
+// rows to reuse: giving them back would only make the file grow again.
+func (c *Compactor) reclaim() {
+	defer c.wg.Done()
+	ctx := context.Background()
+	t := time.NewTicker(c.cfg.ReclaimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stopc:
+			return
+		case <-t.C:
+		}
+		for {
+			size, err := c.store.Size(ctx)
+			if err != nil {
+				c.log.Warn("reclaim: read database size", "err", err)
+				break
+			}
+			free := size.Total - size.InUse
+			if free <= c.cfg.FreeLimit || free <= size.Total/4 {
+				break
+			}
+			n, err := c.store.Reclaim(ctx, reclaimPages)
+			if err != nil {
+				c.log.Warn("reclaim free pages", "err", err)
+				break
+			}
+			if n == 0 {
+				break // not an incremental-vacuum database; see Defragment
+			}
+			c.metrics.pagesReclaimed.Add(float64(n))
+			// Pace the reclaim: space comes back over seconds, and writes
+			// keep nearly all of the write queue meanwhile.
+			select {
+			case <-c.stopc:
+				return
+			case <-time.After(reclaimPause):
+			}
+		}
+	}
+}
+
+// retain compacts on a schedule, kine's way: to the revision that was
+// current at the previous tick, keeping at least MinRetain revisions.
+func (c *Compactor) retain() {
+	defer c.wg.Done()
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	prev := c.store.CurrentRevision()
+	for {
+		select {
+		case <-c.stopc:
+			return
+		case <-t.C:
+		}
+		cur := c.store.CurrentRevision()
+		target := min(prev, cur-c.cfg.MinRetain)
+		prev = cur
+		if target <= c.store.CompactRevision() {
+			continue
+		}
+		if err := c.Compact(context.Background(), target, false); err != nil {
+			c.log.Warn("scheduled compaction failed", "target", target, "err", err)
+			continue
+		}
+		c.log.Info("scheduled compaction", "revision", target)
+	}
+}
