@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/kinelite/kinelite/backend/index"
+	"github.com/kinelite/kinelite/internal/failpoint"
 )
 
 // op is one request for the committer.
@@ -145,6 +146,7 @@ func (s *Store) commit(ops []op) {
 		return
 	}
 	s.metrics.commits.WithLabelValues("ok").Inc()
+	failpoint.Hit("commit-after-commit")
 	b.publish()
 	for _, o := range ops {
 		o.done(nil)
@@ -225,6 +227,7 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 	if b.tx == nil {
 		return nil
 	}
+	failpoint.Hit("commit-before-commit")
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}

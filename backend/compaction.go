@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/kinelite/kinelite/backend/index"
+	"github.com/kinelite/kinelite/internal/failpoint"
 )
 
 // Compact moves the compact revision to rev, durably, before it returns:
@@ -110,6 +111,7 @@ func (o *compactStepOp) apply(ctx context.Context, b *batch) error {
 	if err != nil {
 		return fmt.Errorf("delete compacted rows: %w", err)
 	}
+	failpoint.Hit("compact-step")
 	if err := b.recordVersions(ctx, tx, rows); err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/kinelite/kinelite/internal/failpoint"
 )
 
 // LeaseGrant grants a lease of ttl seconds. id 0 asks the store to choose
@@ -98,6 +100,7 @@ func (o *revokeOp) apply(ctx context.Context, b *batch) error {
 		last, _ := b.s.index.Last(key)
 		b.del(key, last)
 	}
+	failpoint.Hit("lease-revoke")
 	if err := tx.DeleteLease(ctx, o.id); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 
 	"github.com/kinelite/kinelite/backend/index"
+	"github.com/kinelite/kinelite/internal/failpoint"
 )
 
 // Defaults for Config.
@@ -172,6 +173,7 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 	var compactKeyRows []Row
 	build := index.NewBuilder()
 	err = s.driver.Scan(ctx, 0, func(r Row) error {
+		failpoint.Hit("index-rebuild")
 		maxID = max(maxID, r.ID)
 		key, kind := clientKey(r)
 		if kind != rowKey {

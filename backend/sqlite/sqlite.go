@@ -16,6 +16,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 
 	"github.com/kinelite/kinelite/backend"
+	"github.com/kinelite/kinelite/internal/failpoint"
 )
 
 // DefaultPath is where kinelite keeps its database when the DSN names none:
@@ -253,6 +254,7 @@ func (d dialect) Size(ctx context.Context, db *sql.DB) (backend.Size, error) {
 func (dialect) Checkpoint(ctx context.Context, db *sql.DB) (backend.CheckpointResult, error) {
 	var busy int
 	var r backend.CheckpointResult
+	failpoint.Hit("sqlite-checkpoint")
 	if err := db.QueryRowContext(ctx, `PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &r.Frames, &r.Copied); err != nil {
 		return r, fmt.Errorf("sqlite: checkpoint: %w", err)
 	}
@@ -276,6 +278,7 @@ func (dialect) RestartLog(ctx context.Context, db *sql.DB) (bool, error) {
 	}
 	defer conn.ExecContext(context.Background(), "PRAGMA busy_timeout = 10000")
 	var busy, frames, copied int
+	failpoint.Hit("sqlite-restart-log")
 	if err := conn.QueryRowContext(ctx, `PRAGMA wal_checkpoint(RESTART)`).Scan(&busy, &frames, &copied); err != nil {
 		return false, fmt.Errorf("sqlite: restart checkpoint: %w", err)
 	}
