@@ -2,6 +2,7 @@ package kinelite_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kinelite/kinelite"
+	"github.com/kinelite/kinelite/backend/postgres/pgtest"
 )
 
 // testServer is a kinelite on a temporary SQLite file with a client.
@@ -21,12 +23,28 @@ type testServer struct {
 	dbPath string
 }
 
+// onPostgres reports whether the end-to-end tests run on PostgreSQL
+// ($KINELITE_TEST_BACKEND=postgres; see package pgtest for the server).
+func onPostgres() bool { return os.Getenv("KINELITE_TEST_BACKEND") == "postgres" }
+
+// needSQLiteFile skips a test that inspects the SQLite file itself when the
+// tests run on PostgreSQL.
+func (ts *testServer) needSQLiteFile() {
+	ts.t.Helper()
+	if ts.dbPath == "" {
+		ts.t.Skip("inspects the SQLite file; the end-to-end tests run on PostgreSQL")
+	}
+}
+
 // startServer opens a kinelite on 127.0.0.1:0 over a fresh database;
 // options adjust the config first. Cleanup closes it.
 func startServer(t *testing.T, options ...func(*kinelite.Config)) *testServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "db", "state.db")
 	cfg := kinelite.Config{Endpoint: "sqlite://" + path, ListenAddress: "127.0.0.1:0"}
+	if onPostgres() {
+		cfg.Endpoint, path = pgtest.NewDatabase(t), ""
+	}
 	for _, o := range options {
 		o(&cfg)
 	}

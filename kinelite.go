@@ -38,9 +38,23 @@ const (
 // DefaultListenAddress over a SQLite file at ./db/state.db.
 type Config struct {
 	// Endpoint is the datastore DSN, in kine's forms: "sqlite://PATH"
-	// (kine's SQLite parameters are accepted and ignored), or a bare path.
-	// Default DefaultEndpoint.
+	// (kine's SQLite parameters are accepted and ignored), a bare path, or
+	// "postgres://USER:PASSWORD@HOST:PORT/DATABASE?PARAMS" (also
+	// postgresql://; the database is created when missing, "kubernetes" when
+	// the DSN names none). Several kinelite processes may serve one
+	// PostgreSQL database. Default DefaultEndpoint.
 	Endpoint string
+
+	// BackendTLS secures the connection to PostgreSQL (kine's --ca-file,
+	// --cert-file, --key-file and --skip-verify). When empty, the DSN's
+	// sslmode and related parameters apply.
+	BackendTLS BackendTLS
+
+	// ConnectionPool bounds PostgreSQL connections (kine's
+	// --datastore-max-open-connections, --datastore-max-idle-connections and
+	// --datastore-connection-max-lifetime). Zero values: database/sql's
+	// defaults.
+	ConnectionPool ConnectionPool
 
 	// ListenAddress is where clients connect: "HOST:PORT", "http://HOST:PORT",
 	// "https://HOST:PORT", or "unix://PATH" (the socket is created 0600).
@@ -100,6 +114,25 @@ type Config struct {
 
 	// readOnly opens the datastore for inspection only (Check).
 	readOnly bool
+}
+
+// BackendTLS names the PEM files for the connection to PostgreSQL.
+type BackendTLS struct {
+	CAFile     string
+	CertFile   string
+	KeyFile    string
+	SkipVerify bool
+}
+
+func (b BackendTLS) enabled() bool {
+	return b.CAFile != "" || b.CertFile != "" || b.KeyFile != "" || b.SkipVerify
+}
+
+// ConnectionPool bounds the connections to PostgreSQL.
+type ConnectionPool struct {
+	MaxOpen     int
+	MaxIdle     int
+	MaxLifetime time.Duration
 }
 
 // TLSFiles names PEM files.

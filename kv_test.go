@@ -253,7 +253,7 @@ func TestCompactPhysicalRemovesHistoryAndKeepsLatest(t *testing.T) {
 	if fmt.Sprint(before.Kvs) != fmt.Sprint(after.Kvs) {
 		t.Fatalf("compaction changed the latest state:\nbefore %v\nafter  %v", before.Kvs, after.Kvs)
 	}
-	rows := countRows(t, ts.dbPath)
+	rows := ts.countRows()
 	// 4 live keys, the compact_rev_key row, and the newest row (the k4
 	// tombstone) which is never deleted.
 	if rows != 6 {

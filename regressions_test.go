@@ -90,11 +90,11 @@ func TestTombstoneAtCompactRevisionIsKept(t *testing.T) {
 	if evs[0].Type != clientv3.EventTypeDelete || string(evs[0].Kv.Key) != "k" || evs[0].Kv.ModRevision != at {
 		t.Fatalf("watch from the compact revision starts with %+v, want the DELETE of k at %d", evs[0], at)
 	}
-	rows := countRows(t, ts.dbPath)
+	rows := ts.countRows()
 	cur := must[*clientv3.PutResponse](t)(ts.client.Put(ctx, "j", "2")).Header.Revision
 	must[*clientv3.CompactResponse](t)(ts.client.Compact(ctx, cur, clientv3.WithCompactPhysical()))
 	// The next compaction removes the tombstone and j's first version.
-	if after := countRows(t, ts.dbPath); after != rows-1 {
+	if after := ts.countRows(); after != rows-1 {
 		t.Fatalf("rows %d → %d after the next compaction; want the old tombstone gone", rows, after)
 	}
 }

@@ -101,7 +101,7 @@ func TestAPIServerTxnShapes(t *testing.T) {
 	}
 	// The stored row is kine's: compact_rev_key_apiserver with "<version>|<value>".
 	var stored string
-	if err := openRaw(t, ts.dbPath).QueryRow(
+	if err := ts.openTable().QueryRow(
 		`SELECT value FROM kine WHERE name = 'compact_rev_key_apiserver' ORDER BY id DESC LIMIT 1`).Scan(&stored); err != nil {
 		t.Fatal(err)
 	}

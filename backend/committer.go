@@ -176,6 +176,7 @@ type batch struct {
 	compactedNow     bool  // a Compact succeeded in this batch
 	compactedThrough int64 // new compaction progress; 0 if unchanged
 	removed          []Row // rows compaction deleted
+	trimIndex        bool  // another process's compaction progressed
 }
 
 // prevFill is a previous key-value whose value is read, for all writes of a
@@ -207,6 +208,11 @@ func newBatch(s *Store) *batch {
 }
 
 func (b *batch) run(ctx context.Context, ops []op) error {
+	if b.s.shared != nil {
+		if err := b.startShared(ctx, ops); err != nil {
+			return b.abort(err)
+		}
+	}
 	for _, o := range ops {
 		if err := o.apply(ctx, b); err != nil {
 			return b.abort(err)
@@ -278,6 +284,9 @@ func (b *batch) publish() {
 	if b.compactedThrough > 0 {
 		s.compactedThrough.Store(b.compactedThrough)
 	}
+	if b.trimIndex {
+		s.trimIndexTo(b.compactedThrough)
+	}
 	s.rev.Store(b.rev)
 	for _, lo := range b.leaseOps {
 		switch lo.kind {
@@ -302,8 +311,9 @@ func (b *batch) view() *view {
 	return &view{s: b.s, rev: b.rev, pending: b.values}
 }
 
-// leaseExists reports whether a lease exists as of the batch's staged state.
-func (b *batch) leaseExists(id int64) bool {
+// leaseExistsLocally reports whether a lease exists as of the batch's staged
+// state, as this process knows it (see leaseKnown).
+func (b *batch) leaseExistsLocally(id int64) bool {
 	if b.granted[id] {
 		return true
 	}
@@ -316,11 +326,17 @@ func (b *batch) leaseExists(id int64) bool {
 // stage appends one row at the next revision and records it in the index.
 func (b *batch) stage(key string, row Row, rv index.Revision) {
 	b.rows = append(b.rows, row)
+	b.stageIndex(key, row.ID, row.Value, rv)
+}
+
+// stageIndex records a row's index entry and stored value, to be undone if
+// the batch fails.
+func (b *batch) stageIndex(key string, id int64, value []byte, rv index.Revision) {
 	if b.values == nil {
 		b.values = make(map[int64][]byte)
 		b.touched = make(map[string]struct{})
 	}
-	b.values[row.ID] = row.Value
+	b.values[id] = value
 	b.touched[key] = struct{}{}
 	b.s.index.Append(key, rv)
 }

@@ -140,6 +140,55 @@ type Driver interface {
 	Close() error
 }
 
+// Head is the state of a shared database as other processes may have moved
+// it.
+type Head struct {
+	// Rev is the newest revision committed.
+	Rev int64
+	// CompactRev is the compact revision.
+	CompactRev int64
+	// CompactedThrough is compaction's recorded progress.
+	CompactedThrough int64
+}
+
+// LeaseState is a lease as a shared database holds it.
+type LeaseState struct {
+	TTL int64
+	// ExpiresAt is when the lease expires, in Unix milliseconds, as the
+	// last renewal by any process set it; 0 if never recorded.
+	ExpiresAt int64
+}
+
+// SharedDriver is a Driver whose database other kinelite processes write
+// too (PostgreSQL). Its write transactions serialise across processes (Begin
+// waits for the others' commits), so a Head read after Begin shows every
+// revision committed before this transaction's own.
+type SharedDriver interface {
+	Driver
+
+	// CheckKey refuses a key the database cannot store.
+	CheckKey(key string) error
+
+	// Head reads the database's newest revision and compaction state.
+	Head(ctx context.Context) (Head, error)
+
+	// Follow calls changed whenever another process may have committed,
+	// until ctx ends. It reconnects by itself.
+	Follow(ctx context.Context, changed func()) error
+
+	// Lead runs fn whenever this process holds the named leadership, which
+	// at most one process holds at a time; fn's context ends when it is
+	// lost. Lead returns when ctx ends.
+	Lead(ctx context.Context, name string, fn func(ctx context.Context)) error
+
+	// Lease reads a lease, which another process may have granted.
+	Lease(ctx context.Context, id int64) (LeaseState, bool, error)
+
+	// RenewLease records that the lease lives until expiresAt (Unix ms) at
+	// least; it reports false when the lease no longer exists.
+	RenewLease(ctx context.Context, id int64, expiresAt int64) (bool, error)
+}
+
 // Tx is a write transaction. It is used by one goroutine. After Commit or
 // Rollback it must not be used again.
 type Tx interface {

@@ -108,6 +108,28 @@ func (l *lessor) keys(id int64) []string {
 	return out
 }
 
+// adopt adds a lease another process granted, unless it is known already.
+func (l *lessor) adopt(id, ttl int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.leases[id]; !ok {
+		le := &lease{id: id, ttl: ttl, keys: make(map[string]struct{})}
+		l.leases[id] = le
+		l.renewLocked(le)
+	}
+}
+
+// extend moves a lease's expiry to at, which another process's renewal set.
+func (l *lessor) extend(id int64, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if le, ok := l.leases[id]; ok && at.After(le.expiry) {
+		le.expiry = at
+		le.revoking = false
+		heap.Push(&l.expiries, expiryEntry{at: at, id: id})
+	}
+}
+
 // renew restarts a lease's TTL and returns it. A lease past its expiry is
 // as good as revoked: ErrLeaseNotFound.
 func (l *lessor) renew(id int64) (int64, error) {

@@ -38,11 +38,26 @@ func (s *Store) LeaseRevoke(ctx context.Context, id int64) (int64, error) {
 // LeaseRenew restarts a lease's TTL and returns it; ErrLeaseNotFound when the
 // lease does not exist or has already expired.
 func (s *Store) LeaseRenew(ctx context.Context, id int64) (int64, error) {
+	if s.shared != nil {
+		return s.renewShared(ctx, id)
+	}
 	return s.lessor.renew(id)
 }
 
 // LeaseTimeToLive describes a lease; ErrLeaseNotFound when it does not exist.
 func (s *Store) LeaseTimeToLive(ctx context.Context, id int64, withKeys bool) (LeaseStatus, error) {
+	if s.shared != nil && !s.lessor.has(id) {
+		if err := s.syncHead(ctx); err != nil {
+			return LeaseStatus{}, err
+		}
+		l, ok, err := s.shared.Lease(ctx, id)
+		if err != nil {
+			return LeaseStatus{}, unavailable(err)
+		}
+		if ok {
+			s.lessor.adopt(id, l.TTL)
+		}
+	}
 	return s.lessor.status(id, withKeys)
 }
 
@@ -57,10 +72,21 @@ type grantOp struct {
 
 func (o *grantOp) apply(ctx context.Context, b *batch) error {
 	if o.id == 0 {
-		for o.id == 0 || b.leaseExists(o.id) {
+		for {
+			if o.id != 0 {
+				taken, err := b.leaseKnown(ctx, o.id)
+				if err != nil {
+					return err
+				}
+				if !taken {
+					break
+				}
+			}
 			o.id = rand.Int64()
 		}
-	} else if b.leaseExists(o.id) {
+	} else if taken, err := b.leaseKnown(ctx, o.id); err != nil {
+		return err
+	} else if taken {
 		o.err = ErrLeaseExists
 		return nil
 	}
@@ -88,7 +114,9 @@ type revokeOp struct {
 }
 
 func (o *revokeOp) apply(ctx context.Context, b *batch) error {
-	if !b.leaseExists(o.id) {
+	if known, err := b.leaseKnown(ctx, o.id); err != nil {
+		return err
+	} else if !known {
 		o.err = ErrLeaseNotFound
 		return nil
 	}
@@ -155,6 +183,9 @@ func (s *Store) runLeaseExpiry() {
 		case <-t.C:
 		}
 		for _, id := range s.lessor.expired() {
+			if s.shared != nil && !s.sharedExpiry(context.Background(), id) {
+				continue
+			}
 			o := &revokeOp{id: id}
 			o.onDone = func(err error) {
 				switch {

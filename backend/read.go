@@ -312,7 +312,21 @@ func compareStrings(a, b string) int {
 
 // Range answers a Range request at the latest revision or an older one.
 func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := s.linearize(ctx, r.Serializable); err != nil {
+		return nil, err
+	}
 	return s.readView().rangeKVs(ctx, r, true)
+}
+
+// linearize makes a read that is not serializable see every write any
+// process acknowledged before it began: on a shared database it first
+// catches up with the database's head. On a database of its own, this
+// process's revision is the head.
+func (s *Store) linearize(ctx context.Context, serializable bool) error {
+	if s.shared == nil || serializable {
+		return nil
+	}
+	return s.syncHead(ctx)
 }
 
 // RangeStream answers a Range request in chunks, as etcd 3.7's RangeStream
@@ -322,6 +336,9 @@ func (s *Store) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRespons
 // once per chunk.
 func (s *Store) RangeStream(ctx context.Context, r *pb.RangeRequest, chunkBytes int,
 	send func(*pb.RangeResponse) error) error {
+	if err := s.linearize(ctx, r.Serializable); err != nil {
+		return err
+	}
 	v := s.readView()
 	if r.CountOnly {
 		resp, err := v.rangeKVs(ctx, r, true)

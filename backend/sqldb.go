@@ -221,19 +221,34 @@ func (d *sqlDriver) stmt(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, 
 }
 
 func (d *sqlDriver) Setup(ctx context.Context) error {
+	// One transaction, so that processes starting together on a shared
+	// database do not race (a dialect may take a lock in its first
+	// statement).
+	tx, err := d.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create schema: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit it does nothing
 	for _, q := range d.dialect.Schema() {
-		if _, err := d.write.ExecContext(ctx, q); err != nil {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create schema: %w", err)
 		}
 	}
 	var compactRev, rows int64
-	if err := d.write.QueryRowContext(ctx, d.dialect.Rebind(qCompactRev)).Scan(&compactRev, &rows); err != nil {
+	if err := tx.QueryRowContext(ctx, d.dialect.Rebind(qCompactRev)).Scan(&compactRev, &rows); err != nil {
 		return fmt.Errorf("read compact revision: %w", err)
 	}
 	if rows == 0 {
-		if err := d.insertCompactRow(ctx); err != nil {
-			return err
+		var maxID int64
+		if err := tx.QueryRowContext(ctx, qMaxID).Scan(&maxID); err != nil {
+			return fmt.Errorf("read current revision: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, d.dialect.Rebind(qInsertCompactKey), maxID+1, []byte{}); err != nil {
+			return fmt.Errorf("create compact_rev_key row: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("create schema: %w", err)
 	}
 	for _, q := range writeQueries() {
 		if _, err := d.stmt(ctx, d.write, q); err != nil {
@@ -243,17 +258,6 @@ func (d *sqlDriver) Setup(ctx context.Context) error {
 	d.mu.Lock()
 	d.preparedWrites = true
 	d.mu.Unlock()
-	return nil
-}
-
-func (d *sqlDriver) insertCompactRow(ctx context.Context) error {
-	var maxID int64
-	if err := d.write.QueryRowContext(ctx, qMaxID).Scan(&maxID); err != nil {
-		return fmt.Errorf("read current revision: %w", err)
-	}
-	if _, err := d.write.ExecContext(ctx, d.dialect.Rebind(qInsertCompactKey), maxID+1, []byte{}); err != nil {
-		return fmt.Errorf("create compact_rev_key row: %w", err)
-	}
 	return nil
 }
 

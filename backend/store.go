@@ -81,6 +81,7 @@ type Store struct {
 	cfg     Config
 	log     *slog.Logger
 	driver  Driver
+	shared  SharedDriver // driver, when other processes share its database
 	index   *index.Index
 	lessor  *lessor
 	sink    EventSink
@@ -90,11 +91,13 @@ type Store struct {
 	compactRev       atomic.Int64 // reads below it fail
 	compacted        atomic.Bool  // a compaction happened (Compact(0) is refused from then on)
 	compactedThrough atomic.Int64 // rows superseded up to here are deleted
+	leaseLeader      atomic.Bool  // this process expires leases (shared database)
 
-	reqc   chan op       // to the committer
-	stopc  chan struct{} // closed by Close
-	stopMu sync.RWMutex  // held shared while submitting, exclusively by Close
-	closed bool          // guarded by stopMu
+	reqc   chan op            // to the committer
+	stopc  chan struct{}      // closed by Close
+	cancel context.CancelFunc // ends the shared-database goroutines
+	stopMu sync.RWMutex       // held shared while submitting, exclusively by Close
+	closed bool               // guarded by stopMu
 	wg     sync.WaitGroup
 }
 
@@ -102,7 +105,9 @@ type Store struct {
 // Start does.
 func New(driver Driver, cfg Config) *Store {
 	cfg.setDefaults()
+	shared, _ := driver.(SharedDriver)
 	return &Store{
+		shared:  shared,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		driver:  driver,
@@ -152,6 +157,13 @@ func (s *Store) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go s.runCommitter()
 	go s.runLeaseExpiry()
+	if s.shared != nil {
+		var bg context.Context
+		bg, s.cancel = context.WithCancel(context.Background())
+		s.wg.Add(2)
+		go s.runFollower(bg)
+		go s.runLeaseLeadership(bg)
+	}
 	return nil
 }
 
@@ -238,9 +250,14 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 	return maxID, kineLeases, nil
 }
 
+// lastFinder is an index or an index being built.
+type lastFinder interface {
+	Last(key string) (index.Revision, bool)
+}
+
 // revisionOf turns a row into an index entry, continuing the key's history
-// as the builder holds it so far.
-func revisionOf(build *index.Builder, key string, r Row, recorded map[string]VersionRow) index.Revision {
+// as build holds it so far.
+func revisionOf(build lastFinder, key string, r Row, recorded map[string]VersionRow) index.Revision {
 	if r.Deleted {
 		return index.Revision{Mod: r.ID}
 	}
@@ -302,6 +319,9 @@ func (s *Store) Close(ctx context.Context) error {
 	}
 	s.closed = true
 	close(s.stopc)
+	if s.cancel != nil {
+		s.cancel()
+	}
 	s.stopMu.Unlock()
 
 	done := make(chan struct{})

@@ -19,6 +19,9 @@ import (
 // its own revision; the header revision is the last of them.
 func (s *Store) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
 	if isReadOnly(r) {
+		if err := s.linearize(ctx, false); err != nil {
+			return nil, err
+		}
 		return s.readView().txn(ctx, r, nil)
 	}
 	o := &txnOp{req: r, call: newCall()}
@@ -216,8 +219,20 @@ func (v *view) checkTxn(r *pb.TxnRequest, path []bool, b *batch) (int, error) {
 			if string(p.Key) == ReservedKey {
 				return 0, ErrReservedKey
 			}
-			if p.Lease != 0 && (b == nil || !b.leaseExists(p.Lease)) {
-				return 0, ErrLeaseNotFound
+			if err := v.s.checkKey(string(p.Key)); err != nil {
+				return 0, err
+			}
+			if p.Lease != 0 {
+				if b == nil {
+					return 0, ErrLeaseNotFound
+				}
+				known, err := b.leaseKnown(context.Background(), p.Lease)
+				if err != nil {
+					return 0, unavailable(err)
+				}
+				if !known {
+					return 0, ErrLeaseNotFound
+				}
 			}
 			if p.IgnoreValue || p.IgnoreLease {
 				if _, ok := v.s.index.Get(string(p.Key), v.rev); !ok {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,8 @@ func toGRPC(err error) error {
 		return rpctypes.ErrGRPCKeyNotFound
 	case errors.Is(err, backend.ErrReservedKey):
 		return errReservedKey
+	case errors.Is(err, backend.ErrKeyUnsupported):
+		return status.Error(codes.InvalidArgument, "etcdserver: "+strings.TrimPrefix(err.Error(), "backend: "))
 	case errors.Is(err, backend.ErrStopped):
 		return rpctypes.ErrGRPCStopped
 	case errors.Is(err, backend.ErrUnavailable):

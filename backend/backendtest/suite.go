@@ -220,7 +220,26 @@ func testModel(t *testing.T, open Opener) {
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 7))
 	m := &model{rev: 1, history: map[string][]mkv{}}
-	keys := []string{"a", "a/1", "a/2", "b", "b/1", "c", "compact_rev_key", "z\x00x"}
+	keys := []string{"a", "a/1", "a/2", "b", "b/1", "c", "compact_rev_key", "z\x00x", "\xff\xfe"}
+	// A database may refuse some keys (PostgreSQL text holds no NUL and
+	// only UTF-8): such a write fails with ErrKeyUnsupported and changes
+	// nothing; the model then leaves those keys out.
+	if kc, ok := h.driver.(interface{ CheckKey(string) error }); ok {
+		keys = slices.DeleteFunc(keys, func(k string) bool {
+			if kc.CheckKey(k) == nil {
+				return false
+			}
+			before := h.store.CurrentRevision()
+			_, err := h.store.Txn(ctx, &pb.TxnRequest{Success: []*pb.RequestOp{put(k, "v")}})
+			if !errors.Is(err, backend.ErrKeyUnsupported) {
+				t.Fatalf("put of unsupported key %q: %v, want ErrKeyUnsupported", k, err)
+			}
+			if after := h.store.CurrentRevision(); after != before {
+				t.Fatalf("refused put of %q moved the revision from %d to %d", k, before, after)
+			}
+			return true
+		})
+	}
 
 	check := func(step int) {
 		t.Helper()

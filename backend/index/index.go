@@ -290,3 +290,38 @@ func (b *Builder) Build() *Index {
 	b.histories = nil
 	return x
 }
+
+// Compact drops what compaction through rev deletes from the table: every
+// entry superseded by a later entry at or below rev, and tombstones below
+// rev. It returns how many entries it dropped. A process whose database
+// another process compacted uses it; the compacting process removes the rows
+// it deleted one by one (Remove).
+func (x *Index) Compact(rev int64) int {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	dropped := 0
+	var empty []*history
+	x.tree.Ascend(func(h *history) bool {
+		// i: the newest entry at or below rev; everything before it goes.
+		i := sort.Search(len(h.revs), func(i int) bool { return h.revs[i].Mod > rev }) - 1
+		if i < 0 {
+			return true
+		}
+		if h.revs[i].Tombstone() && h.revs[i].Mod < rev {
+			i++
+		}
+		if i > 0 {
+			dropped += i
+			h.revs = append([]Revision(nil), h.revs[i:]...)
+			if len(h.revs) == 0 {
+				empty = append(empty, h)
+			}
+		}
+		return true
+	})
+	for _, h := range empty {
+		x.tree.Delete(h)
+	}
+	x.entries -= dropped
+	return dropped
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kinelite/kinelite/backend"
 	"github.com/kinelite/kinelite/internal/failpoint"
+	"github.com/kinelite/kinelite/internal/redact"
 )
 
 // DefaultPath is where kinelite keeps its database when the DSN names none:
@@ -79,12 +80,7 @@ var kineParams = map[string]bool{
 	"_auto_vacuum": true, "_vacuum": true, "_cache_size": true, "_pragma": true,
 }
 
-func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return dsn
-}
+func redactDSN(dsn string) string { return redact.DSN(dsn) }
 
 // Open opens (creating it when missing) the database and returns a Driver
 // over it. Nothing runs in the background.

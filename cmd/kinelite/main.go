@@ -53,7 +53,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs := flag.NewFlagSet("kinelite", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	c := &o.cfg
-	fs.StringVar(&c.Endpoint, "endpoint", kinelite.DefaultEndpoint, "datastore DSN: sqlite://PATH (kine's SQLite parameters are accepted and ignored)")
+	fs.StringVar(&c.Endpoint, "endpoint", kinelite.DefaultEndpoint, "datastore DSN: sqlite://PATH (kine's SQLite parameters are accepted and ignored) or postgres://USER:PASSWORD@HOST:PORT/DATABASE")
 	fs.StringVar(&c.ListenAddress, "listen-address", kinelite.DefaultListenAddress, "address to serve etcd on: HOST:PORT, http(s)://HOST:PORT or unix://PATH")
 	fs.StringVar(&c.ServerTLS.CertFile, "server-cert-file", "", "TLS certificate to serve with")
 	fs.StringVar(&c.ServerTLS.KeyFile, "server-key-file", "", "TLS key to serve with")
@@ -72,7 +72,6 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&o.shutdownDeadline, "shutdown-timeout", 10*time.Second, "how long a graceful stop may take")
 	// kine flags that have no meaning here, accepted so that kine command
 	// lines keep working.
-	var ignored string
 	var ignoredDur time.Duration
 	var ignoredInt int
 	fs.DurationVar(&ignoredDur, "compact-timeout", 0, "accepted for kine compatibility; compaction steps are short")
@@ -81,10 +80,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&ignoredDur, "slow-sql-threshold", 0, "accepted for kine compatibility")
 	fs.DurationVar(&ignoredDur, "slow-sql-warning-threshold", 0, "accepted for kine compatibility")
 	fs.BoolVar(new(bool), "metrics-ignore-tls-config", false, "accepted for kine compatibility")
-	fs.StringVar(&ignored, "ca-file", "", "backend TLS CA (PostgreSQL)")
-	fs.StringVar(&ignored, "cert-file", "", "backend TLS certificate (PostgreSQL)")
-	fs.StringVar(&ignored, "key-file", "", "backend TLS key (PostgreSQL)")
-	fs.BoolVar(new(bool), "skip-verify", false, "backend TLS: skip verification (PostgreSQL)")
+	fs.StringVar(&c.BackendTLS.CAFile, "ca-file", "", "CA that PostgreSQL's certificate must be signed by")
+	fs.StringVar(&c.BackendTLS.CertFile, "cert-file", "", "client certificate for PostgreSQL")
+	fs.StringVar(&c.BackendTLS.KeyFile, "key-file", "", "client key for PostgreSQL")
+	fs.BoolVar(&c.BackendTLS.SkipVerify, "skip-verify", false, "do not verify PostgreSQL's certificate")
+	fs.IntVar(&c.ConnectionPool.MaxOpen, "datastore-max-open-connections", 0, "PostgreSQL connections for reads, at most (0: unlimited)")
+	fs.IntVar(&c.ConnectionPool.MaxIdle, "datastore-max-idle-connections", 0, "idle PostgreSQL connections kept (0: database/sql's default, 2)")
+	fs.DurationVar(&c.ConnectionPool.MaxLifetime, "datastore-connection-max-lifetime", 0, "close PostgreSQL connections older than this (0: never)")
 
 	if err := fs.Parse(args); err != nil {
 		return nil, err

@@ -1,0 +1,15 @@
+// Package postgres is kinelite's PostgreSQL backend: kine's PostgreSQL table
+// (BIGSERIAL id, name COLLATE "C", kine's indexes) and kinelite's own tables,
+// served through the shared database/sql driver of package backend over pgx.
+//
+// Several kinelite processes may share one database. Every write transaction
+// first takes a transaction-scoped advisory lock, so revisions (explicit ids,
+// one past the newest) commit in id order and a reader never sees a later
+// revision before an earlier one. Each process learns of the others' commits
+// through LISTEN/NOTIFY on a channel every commit notifies (Follow), with the
+// store's short poll as a fallback. Other session-level advisory locks elect
+// one process to compact and one to expire leases (Leader).
+//
+// Keys are PostgreSQL text: they must be valid UTF-8 without NUL bytes, as
+// with kine on PostgreSQL (CheckKey). Values are bytea and may hold anything.
+package postgres
