@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"os"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/kinelite/kinelite/backend"
 	"github.com/kinelite/kinelite/backend/check"
 	"github.com/kinelite/kinelite/backend/sqlite"
+	"github.com/kinelite/kinelite/internal/redact"
 )
 
 // Check verifies the invariants of the database a DSN names (see package
@@ -61,13 +61,8 @@ func openDriver(cfg Config) (backend.Driver, error) {
 	}
 }
 
-// redactDSN hides a DSN's password, for logs.
-func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		return u.Redacted()
-	}
-	return dsn
-}
+// redactDSN hides a DSN's secrets (password, secret parameters), for logs.
+func redactDSN(dsn string) string { return redact.DSN(dsn) }
 
 // listen binds the listen address and returns the endpoint URL clients
 // should use.
