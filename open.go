@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kinelite/kinelite/backend"
 	"github.com/kinelite/kinelite/backend/check"
+	"github.com/kinelite/kinelite/backend/postgres"
 	"github.com/kinelite/kinelite/backend/sqlite"
 	"github.com/kinelite/kinelite/internal/redact"
 )
@@ -55,10 +57,47 @@ func openDriver(cfg Config) (backend.Driver, error) {
 		sc.ReadOnly = cfg.readOnly
 		return sqlite.Open(sc)
 	case "postgres", "postgresql":
-		return nil, errors.New("kinelite: endpoint: the PostgreSQL backend is not available in this build yet")
+		pc, err := postgres.ParseDSN(cfg.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("kinelite: endpoint: %w", err)
+		}
+		if cfg.BackendTLS.enabled() {
+			if pc.TLS, err = backendTLSConfig(cfg.BackendTLS); err != nil {
+				return nil, err
+			}
+		}
+		pc.MaxOpenConns = cfg.ConnectionPool.MaxOpen
+		pc.MaxIdleConns = cfg.ConnectionPool.MaxIdle
+		pc.ConnMaxLifetime = cfg.ConnectionPool.MaxLifetime
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		return postgres.Open(ctx, pc)
 	default:
-		return nil, fmt.Errorf("kinelite: endpoint: unsupported datastore scheme %q (use sqlite://PATH)", scheme)
+		return nil, fmt.Errorf("kinelite: endpoint: unsupported datastore scheme %q (use sqlite://PATH or postgres://...)", scheme)
 	}
+}
+
+// backendTLSConfig builds the TLS configuration for PostgreSQL from files.
+func backendTLSConfig(b BackendTLS) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: b.SkipVerify} //nolint:gosec // asked for
+	if b.CAFile != "" {
+		pem, err := os.ReadFile(b.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kinelite: backend TLS CA: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kinelite: backend TLS CA %s: no certificate found", b.CAFile)
+		}
+	}
+	if b.CertFile != "" || b.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(b.CertFile, b.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kinelite: backend TLS certificate: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // redactDSN hides a DSN's secrets (password, secret parameters), for logs.
