@@ -1,13 +1,30 @@
 # The one command that runs every test: make test
-# (the main module with the race detector, then the nested modules test/ and bench/).
+# (the main module with the race detector, its end-to-end tests again on
+# PostgreSQL, then the nested modules test/ and bench/).
+#
+# PostgreSQL tests use the server at $KINELITE_TEST_POSTGRES (default below;
+# each test creates and drops a database of its own). Without a reachable
+# server they skip loudly, unless KINELITE_TEST_POSTGRES_REQUIRED is set, as
+# .ci/run sets it.
 GO ?= go
+export KINELITE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/
 
-.PHONY: test test-main test-nested vet fmt-check build run
+.PHONY: test test-main test-e2e-postgres test-nested test-pg-restart vet fmt-check build run
 
-test: test-main test-nested
+test: test-main test-e2e-postgres test-nested
 
 test-main:
 	$(GO) test -race -count=1 ./...
+
+# The end-to-end tests of the root package, on PostgreSQL.
+test-e2e-postgres:
+	KINELITE_TEST_BACKEND=postgres $(GO) test -count=1 .
+
+# Restarts the PostgreSQL server itself (pg_ctlcluster), so it runs alone;
+# PG_CLUSTER names the cluster.
+PG_CLUSTER ?= 15 main
+test-pg-restart:
+	KINELITE_TEST_PG_RESTART="$(PG_CLUSTER)" $(GO) test -count=1 -run TestPostgresRestart -v .
 
 test-nested:
 	cd test && $(GO) test -count=1 ./...
