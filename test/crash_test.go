@@ -72,10 +72,16 @@ type process struct {
 // logPath, and waits until it answers a read.
 func startProcess(t *testing.T, bin, db, logPath string) *process {
 	t.Helper()
+	return startProcessEnv(t, bin, db, logPath, nil)
+}
+
+// startProcessEnv is startProcess with more environment variables.
+func startProcessEnv(t *testing.T, bin, db, logPath string, env []string) *process {
+	t.Helper()
 	// The port is found by binding and releasing it, so another process
 	// may take it first: then the binary exits at once, and we try again.
 	for attempt := 1; ; attempt++ {
-		p, err := tryStartProcess(t, bin, db, logPath)
+		p, err := tryStartProcess(t, bin, db, logPath, env)
 		if err == nil {
 			return p
 		}
@@ -85,7 +91,7 @@ func startProcess(t *testing.T, bin, db, logPath string) *process {
 	}
 }
 
-func tryStartProcess(t *testing.T, bin, db, logPath string) (*process, error) {
+func tryStartProcess(t *testing.T, bin, db, logPath string, env []string) (*process, error) {
 	t.Helper()
 	ports, err := freePorts(1)
 	if err != nil {
@@ -102,6 +108,9 @@ func tryStartProcess(t *testing.T, bin, db, logPath string) (*process, error) {
 	cmd := exec.Command(bin, "--endpoint", "sqlite://"+db, "--listen-address", addr, "--metrics-bind-address", "0",
 		"--compact-batch-size", "8")
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start kinelite: %v", err)
@@ -238,6 +247,9 @@ type crashWriter struct {
 	cli    *clientv3.Client
 	log    *crashLog
 	killed *atomic.Bool
+	// exited, when set, is closed when the server process exits: a
+	// writer's error then is the process's death (a failpoint).
+	exited <-chan struct{}
 	seq    int
 }
 
@@ -249,11 +261,25 @@ func (w *crashWriter) value() string {
 func (w *crashWriter) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := w.step(ctx); err != nil {
-			if !w.killed.Load() {
+			if !w.killed.Load() && !w.awaitExit() {
 				w.t.Errorf("writer %d: %v before any kill", w.id, err)
 			}
 			return
 		}
+	}
+}
+
+// awaitExit reports whether the server process exits soon (it was
+// killed, and the writer saw that first).
+func (w *crashWriter) awaitExit() bool {
+	if w.exited == nil {
+		return false
+	}
+	select {
+	case <-w.exited:
+		return true
+	case <-time.After(10 * time.Second):
+		return false
 	}
 }
 
@@ -464,6 +490,9 @@ type crashCheck struct {
 	// compacted the compact revision of the last acknowledged Compact.
 	verified, compacted int64
 	liveEvents          int // events the live watches delivered, all checked
+	// pendingCompact is a Compact the kill cut short, which may or may
+	// not have taken; 0 when none.
+	pendingCompact int64
 }
 
 // compact compacts at rev (at or below what the last verification saw,

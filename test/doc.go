@@ -25,4 +25,29 @@
 // half-applied, that what a watch saw before the kill is still the history,
 // and that a watch from an early revision replays a consistent history.
 // -crash.cycles and -crash.writers size the run.
+//
+// # Crash matrix
+//
+// crashmatrix_test.go kills the binary at named points of its code
+// (internal/failpoint: KINELITE_FAILPOINT=NAME[:COUNT][+DELAY] makes the
+// process SIGKILL itself there) and at random moments, one kill per cycle on
+// one database, under the crash test's writers and three watches that ask
+// for progress: between a group commit's insert and its commit, after the
+// commit before its publication, in the middle of a compaction step (the
+// Compact sent while the writers run), during a lease expiry's revoke (short
+// leases with three keys each), a millisecond or so into a WAL checkpoint,
+// and in the middle of the index rebuild of a restart (at a random row).
+// After each kill `kinelite check` passes on the database before anything
+// opens it; after the restart the crash test's checks hold, a lease's keys
+// were deleted all at once or not at all, what each watch saw before the
+// kill is the history, and each watch resumed from the last revision it saw
+// (event or progress notification) gets every later event. In the end every
+// short lease has expired with its keys. -crash.matrix.rounds=N repeats the
+// round (each round: 8 cycles, 11 kills or so).
+//
+// crashwal_test.go grows the WAL past the length at which kinelite starts
+// it over (64 MiB) with large values, and kills as the RESTART checkpoint
+// starts and a few milliseconds into a passive checkpoint of a long WAL; it
+// checks that every key holds its last acknowledged value or the one in
+// flight, intact. -crash.wal=false skips it.
 package test
