@@ -357,3 +357,38 @@ func terminateBackends(t *testing.T, dsn string) {
 		t.Fatal("no connection to terminate")
 	}
 }
+
+// TestSharedDatabaseUnusedLeasesExpire: leases granted on every server, with
+// no key and never renewed, expire whichever server expires leases.
+func TestSharedDatabaseUnusedLeasesExpire(t *testing.T) {
+	servers := startShared(t, 2)
+	ctx := ctxT(t)
+	var ids []clientv3.LeaseID
+	for _, ts := range servers {
+		ids = append(ids, must[*clientv3.LeaseGrantResponse](t)(ts.client.Grant(ctx, 2)).ID)
+	}
+	// Revoked, not merely past their TTL in each server's memory: their
+	// rows leave the table.
+	db := servers[0].openTable()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM kinelite_lease`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of the leases %x, granted with no key and never renewed, are still in the table", n, ids)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	for _, id := range ids {
+		for i, ts := range servers {
+			if resp := must[*clientv3.LeaseTimeToLiveResponse](t)(ts.client.TimeToLive(ctx, id)); resp.TTL != -1 {
+				t.Errorf("server %d: expired lease %x has TTL %d", i, id, resp.TTL)
+			}
+		}
+	}
+}

@@ -184,6 +184,9 @@ type SharedDriver interface {
 	// Lease reads a lease, which another process may have granted.
 	Lease(ctx context.Context, id int64) (LeaseState, bool, error)
 
+	// Leases reads every lease.
+	Leases(ctx context.Context) (map[int64]LeaseState, error)
+
 	// RenewLease records that the lease lives until expiresAt (Unix ms) at
 	// least; it reports false when the lease no longer exists.
 	RenewLease(ctx context.Context, id int64, expiresAt int64) (bool, error)

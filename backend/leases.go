@@ -176,11 +176,16 @@ func (s *Store) runLeaseExpiry() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.LeaseCheckInterval)
 	defer t.Stop()
+	var adopted time.Time
 	for {
 		select {
 		case <-s.stopc:
 			return
 		case <-t.C:
+		}
+		if s.shared != nil && s.leaseLeader.Load() && time.Since(adopted) >= leaseAdoptInterval {
+			adopted = time.Now()
+			s.adoptAllLeases(context.Background())
 		}
 		for _, id := range s.lessor.expired() {
 			if s.shared != nil && !s.sharedExpiry(context.Background(), id) {

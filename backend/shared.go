@@ -24,6 +24,10 @@ import (
 // followPoll is how often a follower checks the head without a notification.
 const followPoll = 250 * time.Millisecond
 
+// leaseAdoptInterval is how often the lease leader looks for leases other
+// processes granted that it does not know.
+const leaseAdoptInterval = 5 * time.Second
+
 // followPage bounds the rows read per query while catching up.
 const followPage = 1000
 
@@ -87,7 +91,11 @@ func (b *batch) catchUp(ctx context.Context, head Head) error {
 	}
 	if head.CompactedThrough > b.compactedThroughNow() {
 		b.compactedThrough = head.CompactedThrough
-		b.trimIndex = true
+		// Trimming walks the whole index: once a compaction is done, or
+		// at most once a second while it runs elsewhere.
+		if head.CompactedThrough >= head.CompactRev || time.Since(b.s.lastTrim) >= time.Second {
+			b.trimIndex = true
+		}
 	}
 	for b.rev < head.Rev {
 		rows, err := b.s.driver.History(ctx, b.rev+1, head.Rev, followPage)
@@ -247,6 +255,26 @@ func (s *Store) runLeaseLeadership(ctx context.Context) {
 	})
 }
 
+// adoptAllLeases makes the lease leader know every lease, including those
+// granted elsewhere that no key of its own names, so that they expire too.
+func (s *Store) adoptAllLeases(ctx context.Context) {
+	leases, err := s.shared.Leases(ctx)
+	if err != nil {
+		s.log.Warn("reading leases failed", "err", err)
+		return
+	}
+	now := s.cfg.Now()
+	for id, l := range leases {
+		if !s.lessor.has(id) {
+			s.lessor.adopt(id, l.TTL)
+			if l.ExpiresAt > 0 {
+				s.lessor.extend(id, time.UnixMilli(l.ExpiresAt))
+			}
+			s.log.Debug("adopted a lease granted elsewhere", "lease", id, "expires_in", time.UnixMilli(l.ExpiresAt).Sub(now))
+		}
+	}
+}
+
 // sharedExpiry decides what to do with a lease whose local expiry passed, on
 // a shared database: another process may have renewed it (adopt the later
 // expiry) or revoked it (forget it); otherwise only the lease leader revokes.
@@ -301,6 +329,7 @@ func (s *Store) renewShared(ctx context.Context, id int64) (int64, error) {
 // trimIndex drops the index entries other processes' compaction deleted.
 func (s *Store) trimIndexTo(rev int64) {
 	began := time.Now()
+	s.lastTrim = began
 	n := s.index.Compact(rev)
 	s.log.Debug("index trimmed after another process's compaction", "through", rev, "entries", n,
 		"took", time.Since(began))

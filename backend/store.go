@@ -92,6 +92,7 @@ type Store struct {
 	compacted        atomic.Bool  // a compaction happened (Compact(0) is refused from then on)
 	compactedThrough atomic.Int64 // rows superseded up to here are deleted
 	leaseLeader      atomic.Bool  // this process expires leases (shared database)
+	lastTrim         time.Time    // last index trim after another process's compaction; committer only
 
 	reqc   chan op            // to the committer
 	stopc  chan struct{}      // closed by Close

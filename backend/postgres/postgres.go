@@ -202,6 +202,24 @@ func (d *driver) Lease(ctx context.Context, id int64) (backend.LeaseState, bool,
 	return l, err == nil, err
 }
 
+func (d *driver) Leases(ctx context.Context) (map[int64]backend.LeaseState, error) {
+	rows, err := d.read.QueryContext(ctx, `SELECT id, ttl, expires_at FROM kinelite_lease`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[int64]backend.LeaseState)
+	for rows.Next() {
+		var id int64
+		var l backend.LeaseState
+		if err := rows.Scan(&id, &l.TTL, &l.ExpiresAt); err != nil {
+			return nil, err
+		}
+		out[id] = l
+	}
+	return out, rows.Err()
+}
+
 func (d *driver) RenewLease(ctx context.Context, id int64, expiresAt int64) (bool, error) {
 	res, err := d.read.ExecContext(ctx, `UPDATE kinelite_lease SET expires_at = GREATEST(expires_at, $2) WHERE id = $1`, id, expiresAt)
 	if err != nil {
