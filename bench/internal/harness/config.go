@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kinelite/kinelite/bench/internal/servers"
 	"github.com/kinelite/kinelite/bench/internal/workload"
 )
 
@@ -59,6 +60,12 @@ type Config struct {
 	Progress   workload.Progress
 	Compaction workload.Compaction
 	Startup    Startup
+	// CrossWatch sizes the cross-process watch workload (Duration and Drain
+	// come from Watch).
+	CrossWatch workload.CrossWatch
+	// Postgres is the PostgreSQL server (a DSN without a database) on which
+	// the -pg servers create their databases; empty: servers.PostgresServer.
+	Postgres string
 
 	// Logf reports progress; nil means standard error.
 	Logf func(format string, args ...any)
@@ -93,6 +100,7 @@ func Default() Config {
 		Progress:        workload.Progress{Duration: 5 * time.Second, Rate: 50, Timeout: 5 * time.Second},
 		Compaction:      workload.Compaction{Keys: 1000, Updates: 200, Rate: 100, Phase: 5 * time.Second},
 		Startup:         Startup{Rows: 1_000_000, Keys: 200_000},
+		CrossWatch:      workload.CrossWatch{WatchLatency: workload.WatchLatency{Watchers: 10, Rate: 50}},
 	}
 }
 
@@ -115,13 +123,14 @@ func Tiny() Config {
 	c.Progress = workload.Progress{Duration: d, Rate: 20, Timeout: 5 * time.Second}
 	c.Compaction = workload.Compaction{Keys: 10, Updates: 5, Rate: 50, Phase: d}
 	c.Startup = Startup{Rows: 200, Keys: 50}
+	c.CrossWatch.Watchers = 2
 	return c
 }
 
 // RegisterFlags binds c's fields to flags in fs; c's values are the
 // defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.Var(listFlag{&c.Servers}, "servers", "servers to run, comma-separated (etcd, kine, kinelite)")
+	fs.Var(listFlag{&c.Servers}, "servers", "servers to run, comma-separated ("+strings.Join(servers.Names(), ", ")+")")
 	fs.Var(listFlag{&c.Workloads}, "workloads", "workloads to run, comma-separated (default all: "+strings.Join(allWorkloadNames(c), ",")+")")
 	fs.IntVar(&c.Rounds, "rounds", c.Rounds, "rounds; each runs every workload on every server, servers in rotating order")
 	fs.StringVar(&c.WorkDir, "work-dir", c.WorkDir, "directory for the servers' data")
@@ -134,6 +143,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.ProfileSeconds, "profile-seconds", c.ProfileSeconds, "length of each CPU profile")
 	fs.BoolVar(&c.KeepFailed, "keep-failed", c.KeepFailed, "keep the data directory of a failed workload")
 	fs.Int64Var(&c.MaxServerRSSMiB, "max-server-rss-mib", c.MaxServerRSSMiB, "kill a server whose resident set exceeds this many MiB (0: no limit)")
+	fs.StringVar(&c.Postgres, "postgres", c.Postgres, "PostgreSQL server (DSN without a database) for kinelite-pg and kine-pg (default $"+
+		servers.EnvPostgres+", else "+servers.DefaultPostgres+")")
 	fs.BoolVar(&c.ReuseStartup, "reuse-startup-db", c.ReuseStartup, "reuse start-up databases left in -work-dir by an earlier run")
 
 	fs.IntVar(&c.Create.Clients, "clients", c.Create.Clients, "concurrent clients of create, update and get")
@@ -145,6 +156,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.List.Duration, "list-duration", c.List.Duration, "time spent listing")
 	fs.DurationVar(&c.List.CountDuration, "count-duration", c.List.CountDuration, "time spent on count_only")
 	fs.Var(intListFlag{&c.Watchers}, "watchers", "watcher counts of the watch latency workloads, comma-separated")
+	fs.IntVar(&c.CrossWatch.Watchers, "cross-watchers", c.CrossWatch.Watchers, "watchers of the cross-process watch workload (watch-cross)")
 	fs.Float64Var(&c.Watch.Rate, "watch-rate", c.Watch.Rate, "writes per second under the watchers")
 	fs.DurationVar(&c.Watch.Duration, "watch-duration", c.Watch.Duration, "time of writes under the watchers")
 	fs.IntVar(&c.CatchUp.Watches, "catchup-watches", c.CatchUp.Watches, "watches restarting from an old revision")
@@ -165,6 +177,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 func (c *Config) finish() error {
 	c.Update.Clients, c.Update.Duration = c.Create.Clients, c.Create.Duration
 	c.Get.Clients, c.Get.Duration = c.Create.Clients, c.Create.Duration
+	c.CrossWatch.Rate, c.CrossWatch.Duration, c.CrossWatch.Drain = c.Watch.Rate, c.Watch.Duration, c.Watch.Drain
 	if c.Rounds < 1 || c.Conns < 1 || c.ValueSize < 16 {
 		return fmt.Errorf("harness: -rounds and -conns must be at least 1, -value-size at least 16")
 	}

@@ -56,6 +56,9 @@ func Run(ctx context.Context, cfg Config) (*report.Run, Outputs, error) {
 		return nil, Outputs{}, err
 	}
 	h := &harness{cfg: cfg, began: time.Now()}
+	if cfg.Postgres != "" {
+		servers.SetPostgres(cfg.Postgres)
+	}
 	for _, name := range cfg.Servers {
 		k, err := servers.Lookup(name)
 		if err != nil {
@@ -85,6 +88,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, Outputs, error) {
 	}
 
 	run := &report.Run{
+		Subject: subject(cfg.Servers),
 		Command: cfg.Command,
 		Started: h.began.UTC(),
 		Rounds:  cfg.Rounds,
@@ -121,6 +125,14 @@ rounds:
 					run.Notes = append(run.Notes, "interrupted: the run stopped before its end")
 					break rounds
 				}
+				if sj, ok := j.(selectiveJob); ok {
+					if ok, why := sj.appliesTo(kind); !ok {
+						if round == 1 {
+							h.logf("%s on %s: %s", j.name(), kind.Name, why)
+						}
+						continue
+					}
+				}
 				rec := report.Record{Round: round, Workload: j.name(), Server: kind.Name}
 				if !prepared[j.name()] {
 					rec.Error = "not prepared"
@@ -151,6 +163,22 @@ rounds:
 	run.Finished = time.Now().UTC()
 	out, err := h.write(run)
 	return run, out, err
+}
+
+// subject picks the server the ratios are about: kinelite when it runs,
+// else the first kinelite variant (kinelite-pg).
+func subject(names []string) string {
+	for _, n := range names {
+		if n == report.Subject {
+			return ""
+		}
+	}
+	for _, n := range names {
+		if strings.HasPrefix(n, report.Subject) {
+			return n
+		}
+	}
+	return ""
 }
 
 func summary(res workload.Result) string {
@@ -193,14 +221,45 @@ func (h *harness) write(run *report.Run) (Outputs, error) {
 			rel = out.Chart
 		}
 		dirRel, _ := filepath.Rel(filepath.Dir(h.cfg.ResultsMD), out.Dir)
-		md := "# kinelite benchmark results\n\n" +
-			"The latest full run of the side-by-side benchmark (kinelite against etcd and kine). " +
-			"Every change that claims a speed-up refreshes this file; raw numbers of every round are in " +
-			"[" + filepath.ToSlash(dirRel) + "/results.json](" + filepath.ToSlash(dirRel) + "/results.json).\n\n" +
-			"Produced by (in `bench/`):\n\n    " + run.Command + "\n\n" + run.Markdown(filepath.ToSlash(rel))
+		raw := "[" + filepath.ToSlash(dirRel) + "/results.json](" + filepath.ToSlash(dirRel) + "/results.json)"
+		old, _ := os.ReadFile(h.cfg.ResultsMD)
+		main, pg := splitResults(string(old))
+		if run.Subject == "" {
+			main = "# kinelite benchmark results\n\n" +
+				"The latest full run of the side-by-side benchmark (kinelite against etcd and kine). " +
+				"Every change that claims a speed-up refreshes this file; raw numbers of every round are in " +
+				raw + ".\n\n" +
+				"Produced by (in `bench/`):\n\n    " + run.Command + "\n\n" + run.Markdown(filepath.ToSlash(rel))
+		} else {
+			pg = pgHeading + "\n\n" +
+				"The latest run on PostgreSQL: " + run.Subject + " against kine on the same PostgreSQL server and etcd, " +
+				"including the two-process workloads (write-2proc, watch-cross), which run only on the servers " +
+				"whose processes can share one database. Raw numbers of every round are in " + raw + ".\n\n" +
+				"Produced by (in `bench/`):\n\n    " + run.Command + "\n\n" + run.Markdown(filepath.ToSlash(rel))
+		}
+		md := strings.TrimRight(main, "\n") + "\n"
+		if pg != "" {
+			md += "\n" + strings.TrimRight(pg, "\n") + "\n"
+		}
 		if err := os.WriteFile(h.cfg.ResultsMD, []byte(md), 0o644); err != nil {
 			return out, err
 		}
 	}
 	return out, nil
+}
+
+// pgHeading starts the PostgreSQL section of the results file, which a run
+// on SQLite keeps and a run on PostgreSQL rewrites.
+const pgHeading = "## PostgreSQL"
+
+// splitResults splits a results file into its main part and its PostgreSQL
+// section (from pgHeading to the end).
+func splitResults(s string) (main, pg string) {
+	if strings.HasPrefix(s, pgHeading+"\n") {
+		return "", s
+	}
+	if i := strings.Index(s, "\n"+pgHeading+"\n"); i >= 0 {
+		return s[:i+1], s[i+1:]
+	}
+	return s, ""
 }

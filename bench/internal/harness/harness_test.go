@@ -21,15 +21,35 @@ func TestMain(m *testing.M) {
 // exercises the whole harness (server processes, workloads, report) without
 // benchmarking anything.
 func TestSmoke(t *testing.T) {
+	servers := []string{"kinelite"}
+	if s := os.Getenv("BENCH_SMOKE_SERVERS"); s != "" {
+		servers = strings.Split(s, ",")
+	}
+	smoke(t, servers)
+}
+
+// TestSmokePostgres runs every workload, the two-process ones included, at a
+// tiny size against kinelite and kine on PostgreSQL, on the server named by
+// $KINELITE_TEST_POSTGRES.
+func TestSmokePostgres(t *testing.T) {
+	if os.Getenv(servers.EnvPostgres) == "" {
+		if os.Getenv("KINELITE_TEST_POSTGRES_REQUIRED") != "" {
+			t.Fatalf("PostgreSQL is required but $%s is empty", servers.EnvPostgres)
+		}
+		t.Skipf("SKIPPING the PostgreSQL smoke test (kinelite-pg, kine-pg): no PostgreSQL; set $%s "+
+			"(e.g. postgres://postgres@127.0.0.1:5432/) to run it", servers.EnvPostgres)
+	}
+	smoke(t, []string{"kinelite-pg", "kine-pg"})
+}
+
+func smoke(t *testing.T, names []string) {
 	cfg := Tiny()
+	cfg.Servers = names
 	cfg.WorkDir = t.TempDir()
 	cfg.OutDir = t.TempDir()
 	cfg.ResultsMD = ""
 	cfg.Command = "smoke test"
 	cfg.Logf = t.Logf
-	if s := os.Getenv("BENCH_SMOKE_SERVERS"); s != "" {
-		cfg.Servers = strings.Split(s, ",")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	run, out, err := Run(ctx, cfg)
@@ -39,9 +59,24 @@ func TestSmoke(t *testing.T) {
 	for _, f := range run.Failures() {
 		t.Errorf("round %d, %s on %s: %s", f.Round, f.Workload, f.Server, f.Error)
 	}
-	names := allWorkloadNames(&cfg)
+	jobs, err := cfg.jobs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wantRows []string
 	for _, server := range cfg.Servers {
-		for _, w := range names {
+		kind, err := servers.Lookup(server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, j := range jobs {
+			w := j.name()
+			if sj, ok := j.(selectiveJob); ok {
+				if ok, _ := sj.appliesTo(kind); !ok {
+					continue
+				}
+			}
+			wantRows = append(wantRows, w)
 			found := false
 			for _, rec := range run.Records {
 				if rec.Workload == w && rec.Server == server && rec.Error == "" && len(rec.Metrics) > 0 {
@@ -57,7 +92,7 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, w := range names {
+	for _, w := range wantRows {
 		if !strings.Contains(string(md), "| "+w+" |") {
 			t.Errorf("results.md has no row for %s", w)
 		}

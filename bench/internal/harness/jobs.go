@@ -27,6 +27,13 @@ type job interface {
 	finish(h *harness)
 }
 
+// selectiveJob is a job that runs on some kinds of server only; on the
+// others the harness records nothing (the table shows —).
+type selectiveJob interface {
+	job
+	appliesTo(kind *servers.Kind) (ok bool, why string)
+}
+
 // jobs returns the selected workloads, in the order they run in a round.
 func (c *Config) jobs() ([]job, error) {
 	all := []job{
@@ -38,7 +45,8 @@ func (c *Config) jobs() ([]job, error) {
 		all = append(all, clientJob{w})
 	}
 	all = append(all, clientJob{c.CatchUp}, clientJob{c.Progress}, clientJob{c.Compaction},
-		&startupJob{sizes: c.Startup})
+		&startupJob{sizes: c.Startup},
+		pairJob{workload.TwoProcessWrites{Create: c.Create, Update: c.Update}}, pairJob{c.CrossWatch})
 	if len(c.Workloads) == 0 {
 		return all, nil
 	}

@@ -18,8 +18,8 @@ func (r *Run) Markdown(chart string) string {
 	others := r.others()
 	fmt.Fprintf(&b, "Medians over %d rounds", r.Rounds)
 	fmt.Fprintf(&b, " (run %s → %s UTC).\n", r.Started.UTC().Format("2006-01-02 15:04"), r.Finished.UTC().Format("15:04"))
-	b.WriteString("↑: higher is better, ↓: lower is better. A ratio is kinelite's median divided by the other server's; " +
-		"**bold** ratios are where kinelite is better. A value with `(n/m)` was measured in only n of m rounds.\n\n")
+	fmt.Fprintf(&b, "↑: higher is better, ↓: lower is better. A ratio is %[1]s's median divided by the other server's; "+
+		"**bold** ratios are where %[1]s is better. A value with `(n/m)` was measured in only n of m rounds.\n\n", r.subject())
 	if chart != "" {
 		fmt.Fprintf(&b, "Chart: [%s](%s)\n\n", chart, chart)
 	}
@@ -29,7 +29,7 @@ func (r *Run) Markdown(chart string) string {
 		fmt.Fprintf(&b, "%s | ", s)
 	}
 	for _, o := range others {
-		fmt.Fprintf(&b, "%s/%s | ", Subject, o)
+		fmt.Fprintf(&b, "%s/%s | ", r.subject(), o)
 	}
 	trimLine(&b)
 	b.WriteString("\n|---|---|")

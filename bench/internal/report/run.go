@@ -14,15 +14,18 @@ import (
 	"github.com/kinelite/kinelite/bench/internal/workload"
 )
 
-// Subject is the server the ratios are about.
+// Subject is the server the ratios are about, unless a Run names another
+// (Run.Subject: "kinelite-pg" in a PostgreSQL run).
 const Subject = "kinelite"
 
 // Run is everything one benchmark run produced.
 type Run struct {
-	Command   string         `json:"command"`
-	Started   time.Time      `json:"started"`
-	Finished  time.Time      `json:"finished"`
-	Rounds    int            `json:"rounds"`
+	Command  string    `json:"command"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Rounds   int       `json:"rounds"`
+	// Subject is the server the ratios are about; empty means Subject.
+	Subject   string         `json:"subject,omitempty"`
 	Machine   Machine        `json:"machine"`
 	Servers   []ServerInfo   `json:"servers"`
 	Workloads []WorkloadInfo `json:"workloads"`
@@ -72,11 +75,29 @@ type Row struct {
 	Median map[string]float64
 	// N maps server → how many rounds measured it.
 	N map[string]int
+	// Subject is the server the ratios are about; empty means Subject.
+	Subject string
 }
 
-// Ratio returns Median[Subject]/Median[other], NaN when either is missing.
+// subject returns the server the ratios are about.
+func (r *Run) subject() string {
+	if r.Subject != "" {
+		return r.Subject
+	}
+	return Subject
+}
+
+func (r Row) subject() string {
+	if r.Subject != "" {
+		return r.Subject
+	}
+	return Subject
+}
+
+// Ratio returns the subject's median over other's, NaN when either is
+// missing.
 func (r Row) Ratio(other string) float64 {
-	a, ok1 := r.Median[Subject]
+	a, ok1 := r.Median[r.subject()]
 	b, ok2 := r.Median[other]
 	if !ok1 || !ok2 || b == 0 || math.IsNaN(a) || math.IsNaN(b) {
 		return math.NaN()
@@ -122,7 +143,8 @@ func (r *Run) Rows() []Row {
 			}
 		}
 		for _, name := range names {
-			row := Row{Workload: w.Name, Metric: defs[name], Median: map[string]float64{}, N: map[string]int{}}
+			row := Row{Workload: w.Name, Metric: defs[name], Median: map[string]float64{}, N: map[string]int{},
+				Subject: r.subject()}
 			allZero := true
 			for server, vs := range vals[name] {
 				row.Median[server] = median(vs)
@@ -177,12 +199,12 @@ func (r *Run) Failures() []Record {
 func (r *Run) serverNames() []string {
 	var names []string
 	for _, s := range r.Servers {
-		if s.Name != Subject {
+		if s.Name != r.subject() {
 			names = append(names, s.Name)
 		}
 	}
 	for _, s := range r.Servers {
-		if s.Name == Subject {
+		if s.Name == r.subject() {
 			names = append(names, s.Name)
 		}
 	}
@@ -195,7 +217,7 @@ func (r *Run) others() []string {
 	has := false
 	var out []string
 	for _, s := range r.Servers {
-		if s.Name == Subject {
+		if s.Name == r.subject() {
 			has = true
 		} else {
 			out = append(out, s.Name)

@@ -51,6 +51,9 @@ func isSpeed(m workload.Metric) bool {
 // etcd's time, gets at least etcd's throughput, at least 3× kine wherever
 // kine is slower than etcd, and a peak RSS no higher than etcd's.
 func (r *Run) Targets() []Target {
+	if r.subject() != Subject {
+		return r.sharedTargets()
+	}
 	rows := r.Rows()
 	find := func(wl, metric string) (Row, bool) {
 		for _, row := range rows {
@@ -181,4 +184,64 @@ func fmtAdv(a float64) string {
 		return "(n/a)"
 	}
 	return fmt.Sprintf("%.2f×", a)
+}
+
+// CrossWatchTarget is the cross-process watch delivery p99 the PostgreSQL
+// issue asks of kinelite, in milliseconds.
+const CrossWatchTarget = 50.0
+
+// sharedTargets checks the targets of the PostgreSQL issue, for a run whose
+// subject is a kinelite variant on a shared datastore (kinelite-pg): every
+// speed metric of every workload at least 3× the kine on the same datastore
+// (kine-pg), and a cross-process watch delivery p99 under 50 ms.
+func (r *Run) sharedTargets() []Target {
+	subject := r.subject()
+	kine := "kine" + strings.TrimPrefix(subject, "kinelite")
+	rows := r.Rows()
+	t := Target{Name: fmt.Sprintf("every workload ≥ 3× %s", kine), Met: true}
+	var misses []string
+	checked := 0
+	for _, row := range rows {
+		if !isSpeed(row.Metric) {
+			continue
+		}
+		adv := advantage(row, subject, kine)
+		if math.IsNaN(adv) {
+			continue
+		}
+		checked++
+		if adv < 3 {
+			t.Met = false
+			misses = append(misses, fmt.Sprintf("%s %s %s", row.Workload, row.Metric.Name, fmtAdv(adv)))
+		}
+	}
+	switch {
+	case checked == 0:
+		t.Unknown, t.Detail = true, "not measured"
+	case t.Met:
+		t.Detail = fmt.Sprintf("met on all %d speed metrics measured on both", checked)
+	default:
+		t.Detail = fmt.Sprintf("missed on %d of %d speed metrics (%s's advantage over %s): %s",
+			len(misses), checked, subject, kine, strings.Join(misses, "; "))
+	}
+	ts := []Target{t}
+
+	t = Target{Name: fmt.Sprintf("cross-process watch delivery p99 < %.0f ms", CrossWatchTarget)}
+	t.Unknown, t.Detail = true, "not measured"
+	for _, row := range rows {
+		if row.Workload != workload.CrossWatchName || row.Metric.Name != "delivery p99" {
+			continue
+		}
+		v, ok := row.Median[subject]
+		if !ok || math.IsNaN(v) {
+			break
+		}
+		t.Unknown = false
+		t.Met = v < CrossWatchTarget
+		t.Detail = fmt.Sprintf("%s: %s %.1f ms", workload.CrossWatchName, subject, v)
+		if k, ok := row.Median[kine]; ok && !math.IsNaN(k) {
+			t.Detail += fmt.Sprintf(" (%s %.1f ms)", kine, k)
+		}
+	}
+	return append(ts, t)
 }

@@ -34,7 +34,15 @@ func init() {
 		Store:      dirStore{name: "SQLite file"},
 		serve:      serveKine,
 	})
-	// A later issue registers "kine-postgres" here.
+	register(&Kind{
+		Name: "kine-pg",
+		Durability: "PostgreSQL (kine's pgsql driver, its defaults; other servers' writes seen by polling " +
+			"once a second) on the server's defaults (synchronous_commit=on, fsync=on); a fresh database per run",
+		MultiOpTxn: false,
+		Shared:     true,
+		Store:      pgStore{},
+		serve:      serveKine,
+	})
 }
 
 func serveKine(ctx context.Context, o serveOptions) (string, func(context.Context) error, error) {

@@ -18,9 +18,15 @@ func init() {
 		Store:      dirStore{name: "SQLite file"},
 		serve:      serveKinelite,
 	})
-	// A later issue registers "kinelite-postgres" here: the same serve
-	// function with a Datastore that hands out a fresh PostgreSQL database
-	// as the DSN.
+	register(&Kind{
+		Name: "kinelite-pg",
+		Durability: "PostgreSQL (github.com/jackc/pgx/v5, kinelite's defaults) on the server's defaults " +
+			"(synchronous_commit=on, fsync=on: one WAL flush per commit); a fresh database per run",
+		MultiOpTxn: true,
+		Shared:     true,
+		Store:      pgStore{},
+		serve:      serveKinelite,
+	})
 }
 
 func serveKinelite(ctx context.Context, o serveOptions) (string, func(context.Context) error, error) {

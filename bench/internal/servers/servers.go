@@ -8,11 +8,14 @@
 //
 // A Kind names its Datastore, which decides where the server keeps its data
 // and how the harness sizes, copies and cleans it. Every kind today keeps its
-// data in a fresh directory (SQLite file, etcd's bbolt and WAL). The
-// PostgreSQL variants of kinelite and kine (a later issue) add one Kind each
-// with a Datastore that creates a fresh database per run on a server named by
-// a DSN, reports pg_database_size as its size and copies a template with
-// CREATE DATABASE ... TEMPLATE; nothing else in the harness changes.
+// data in a fresh directory (SQLite file, etcd's bbolt and WAL), except the
+// PostgreSQL variants of kinelite and kine ("kinelite-pg", "kine-pg"): their
+// Datastore (postgres.go) creates a fresh database per run on the server
+// named by SetPostgres or $KINELITE_TEST_POSTGRES, reports pg_database_size
+// as its size, copies a template with CREATE DATABASE ... TEMPLATE and drops
+// the database WITH (FORCE) when the data directory is removed. They are
+// Shared: two processes started on one data directory serve one database,
+// which the two-process workloads use.
 package servers
 
 import (
@@ -36,6 +39,10 @@ type Kind struct {
 	// RevisionPerTxn is true when a multi-op Txn takes one revision (etcd);
 	// false when each write takes its own (kinelite, kine).
 	RevisionPerTxn bool
+	// Shared is true when several server processes may serve one datastore
+	// (the -pg kinds): processes started on the same data directory then
+	// share its database.
+	Shared bool
 	// Store is where the server keeps its data.
 	Store Datastore
 	// serve starts the server in this process (the child). It returns the

@@ -45,6 +45,10 @@ type WatchLatency struct {
 	Duration time.Duration
 	// Drain bounds the wait for the last events after the last write.
 	Drain time.Duration
+
+	// cross (CrossWatch) sends the writes through Env.Peer, another process,
+	// and also measures delivery from each write's acknowledgement.
+	cross bool
 }
 
 func (w WatchLatency) Name() string { return fmt.Sprintf("watch-%d", w.Watchers) }
@@ -62,12 +66,20 @@ type watcherStats struct {
 	outOfOrder int64
 	lastRev    int64
 	closedErr  error
+	// arrival[seq] is when the event of write seq arrived (UnixNano), for
+	// the cross-process workload.
+	arrival []int64
 }
 
 func (w WatchLatency) Run(ctx context.Context, env *Env) (Result, error) {
 	prefix := "/registry/bench/watch/"
 	n := int(w.Rate * w.Duration.Seconds())
 	sendAt := make([]atomic.Int64, n)
+	ackAt := make([]atomic.Int64, n)
+	writeClient := env.client
+	if w.cross {
+		writeClient = func(i int) *clientv3.Client { return env.Peer[i%len(env.Peer)] }
+	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -77,6 +89,9 @@ func (w WatchLatency) Run(ctx context.Context, env *Env) (Result, error) {
 	var lastEvent atomic.Int64
 	for i := range w.Watchers {
 		st := &watcherStats{seen: make([]bool, n), lat: make([]time.Duration, 0, n)}
+		if w.cross {
+			st.arrival = make([]int64, n)
+		}
 		stats[i] = st
 		created.Add(1)
 		done.Add(1)
@@ -110,6 +125,9 @@ func (w WatchLatency) Run(ctx context.Context, env *Env) (Result, error) {
 						continue
 					}
 					st.seen[seq] = true
+					if st.arrival != nil {
+						st.arrival[seq] = now.UnixNano()
+					}
 					if at := sendAt[seq].Load(); at != 0 {
 						st.lat = append(st.lat, now.Sub(time.Unix(0, at)))
 					}
@@ -132,11 +150,12 @@ func (w WatchLatency) Run(ctx context.Context, env *Env) (Result, error) {
 	paced(ctx, w.Rate, w.Duration, func(ctx context.Context, seq int, at time.Time) {
 		sendAt[seq].Store(at.UnixNano())
 		key := fmt.Sprintf("%s%09d", prefix, seq)
-		resp, err := createTxn(ctx, env.client(seq), key, val)
+		resp, err := createTxn(ctx, writeClient(seq), key, val)
 		if err != nil || !resp.Succeeded {
 			writeErrs.Add(1)
 			return
 		}
+		ackAt[seq].Store(time.Now().UnixNano())
 		acked.Add(1)
 	})
 	// Wait for every watcher to see every acknowledged write.
@@ -158,10 +177,17 @@ func (w WatchLatency) Run(ctx context.Context, env *Env) (Result, error) {
 	cancel()
 	done.Wait()
 
-	var lat latencies
+	var lat, afterAck latencies
 	var missed, outOfOrder, dups, closed, delivered int64
 	for _, st := range stats {
 		lat.addAll(st.lat)
+		for seq, at := range st.arrival {
+			if ack := ackAt[seq].Load(); at != 0 && ack != 0 {
+				// An event may reach a watcher before its write's
+				// acknowledgement reaches the writer.
+				afterAck.add(time.Duration(max(0, at-ack)))
+			}
+		}
 		delivered += st.unique.Load()
 		missed += max(0, acked.Load()-st.unique.Load())
 		outOfOrder += st.outOfOrder
@@ -175,11 +201,24 @@ func (w WatchLatency) Run(ctx context.Context, env *Env) (Result, error) {
 	p50, p99 := quantilesMS(lat.d)
 	r.add("delivery p50", "ms", Lower, p50)
 	r.add("delivery p99", "ms", Lower, p99)
+	if w.cross {
+		p50, p99 := quantilesMS(afterAck.d)
+		r.add("delivery after ack p50", "ms", Lower, p50)
+		r.add("delivery after ack p99", "ms", Lower, p99)
+	}
 	r.add("events delivered", "events/s", Higher, float64(delivered)/elapsed.Seconds())
 	r.count(fmt.Sprintf("events missing %s after the last write", w.Drain), float64(missed))
 	r.count("out-of-order events", float64(outOfOrder))
 	r.count("duplicate events", float64(dups))
 	r.count("watches ended by server", float64(closed))
 	r.count("write errors", float64(writeErrs.Load()))
+	if w.cross {
+		// Shown even when zero: that nothing was lost is the point.
+		for i := range r {
+			if r[i].Name != "write errors" && r[i].Name != "watches ended by server" {
+				r[i].HideIfZero = false
+			}
+		}
+	}
 	return r, nil
 }

@@ -90,6 +90,9 @@ type Env struct {
 	MultiOpTxn bool
 	// Clients are connections to the server; workers spread over them.
 	Clients []*clientv3.Client
+	// Peer, for the two-process workloads only, are connections to a second
+	// process of the same server serving the same datastore.
+	Peer []*clientv3.Client
 	// ValueSize is the size of written values, in bytes.
 	ValueSize int
 	// Begin and End bracket the measured part of a workload.
