@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/kinelite/kinelite/backend"
+	"github.com/kinelite/kinelite/internal/redact"
 )
 
 // DefaultDatabase is the database a DSN without one names: kine's.
@@ -67,9 +68,15 @@ func ParseDSN(dsn string) (Config, error) {
 func redactErr(err error, dsn string) string {
 	var ue *url.Error
 	if errors.As(err, &ue) {
-		return ue.Err.Error()
+		// The message quotes what it could not parse ("invalid port
+		// \":PART-OF-A-PASSWORD\" after host"): keep only its kind.
+		msg := ue.Err.Error()
+		if i := strings.IndexAny(msg, "\"`"); i >= 0 {
+			msg = strings.TrimSpace(msg[:i])
+		}
+		return msg + " (percent-encode special characters in the user name and password)"
 	}
-	return strings.ReplaceAll(err.Error(), dsn, "<dsn>")
+	return redact.DSN(strings.ReplaceAll(err.Error(), dsn, "<dsn>"))
 }
 
 // advisory lock keys: "kinelite" as a big-endian int64, and one more for
@@ -130,7 +137,9 @@ func Open(ctx context.Context, cfg Config) (backend.Driver, error) {
 func redactPgErr(err error) error {
 	var pe *pgconn.ParseConfigError
 	if errors.As(err, &pe) {
-		return errors.New(pe.Error())
+		// pgx masks passwords in the string it quotes, best effort;
+		// redact.DSN covers the other secret parameters.
+		return errors.New(redact.DSN(pe.Error()))
 	}
 	return err
 }
