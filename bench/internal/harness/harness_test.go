@@ -105,3 +105,16 @@ func smoke(t *testing.T, names []string) {
 		t.Logf("results.md:\n%s", md)
 	}
 }
+
+func TestSplitResults(t *testing.T) {
+	for _, c := range []struct{ in, main, pg string }{
+		{"# r\n\ntable\n", "# r\n\ntable\n", ""},
+		{"# r\n\ntable\n\n## PostgreSQL\n\npg\n", "# r\n\ntable\n\n", "## PostgreSQL\n\npg\n"},
+		{"## PostgreSQL\n\npg\n", "", "## PostgreSQL\n\npg\n"},
+	} {
+		m, p := splitResults(c.in)
+		if m != c.main || p != c.pg {
+			t.Errorf("splitResults(%q) = %q, %q; want %q, %q", c.in, m, p, c.main, c.pg)
+		}
+	}
+}

@@ -77,3 +77,31 @@ func TestOutputs(t *testing.T) {
 		t.Errorf("NaN came back as %v", v)
 	}
 }
+
+func TestSharedSubject(t *testing.T) {
+	r := &Run{
+		Rounds:    1,
+		Subject:   "kinelite-pg",
+		Servers:   []ServerInfo{{Name: "kinelite-pg"}, {Name: "kine-pg"}, {Name: "etcd"}},
+		Workloads: []WorkloadInfo{{Name: "create"}, {Name: workload.CrossWatchName}},
+	}
+	r.Records = append(r.Records, rec(1, "kinelite-pg", 3000, 10), rec(1, "kine-pg", 500, 100), rec(1, "etcd", 1000, 10))
+	for _, s := range []struct {
+		server string
+		p99    float64
+	}{{"kinelite-pg", 20}, {"kine-pg", 1500}} {
+		r.Records = append(r.Records, Record{Round: 1, Workload: workload.CrossWatchName, Server: s.server,
+			Metrics: workload.Result{{Name: "delivery p99", Unit: "ms", Better: workload.Lower, Value: s.p99}}})
+	}
+	rows := r.Rows()
+	if q := rows[0].Ratio("kine-pg"); q != 6 {
+		t.Errorf("create throughput kinelite-pg/kine-pg = %v, want 6", q)
+	}
+	md := r.Markdown("")
+	for _, want := range []string{"| kinelite-pg/kine-pg | kinelite-pg/etcd |", "**6.00×**", "✅ every workload ≥ 3× kine-pg",
+		"✅ cross-process watch delivery p99 < 50 ms"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
