@@ -99,6 +99,20 @@ type Config struct {
 	MaxRequestBytes int
 	MaxTxnOps       int
 
+	// MaxConcurrentStreams bounds the gRPC streams (calls in flight, watch
+	// and keep-alive streams) of one client connection; a client beyond it
+	// waits for one of its streams to end, as HTTP/2 prescribes. Default
+	// server.DefaultMaxConcurrentStreams (1000; etcd's is unbounded).
+	MaxConcurrentStreams uint32
+
+	// MaxWatchesPerConnection bounds the watches of one client connection,
+	// over all its watch streams; a create beyond it is refused with the
+	// reason "etcdserver: too many watches on one connection (limit N)...",
+	// which client/v3 returns as the watch's error. With a caller's
+	// GRPCServer the bound applies per watch stream instead. Default
+	// server.DefaultMaxWatchesPerConnection (10,000).
+	MaxWatchesPerConnection int
+
 	// Logger receives kinelite's logs. Nil: no logging.
 	Logger *slog.Logger
 
@@ -162,6 +176,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxTxnOps <= 0 {
 		c.MaxTxnOps = server.DefaultMaxTxnOps
+	}
+	if c.MaxConcurrentStreams == 0 {
+		c.MaxConcurrentStreams = server.DefaultMaxConcurrentStreams
+	}
+	if c.MaxWatchesPerConnection <= 0 {
+		c.MaxWatchesPerConnection = server.DefaultMaxWatchesPerConnection
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -234,6 +254,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		RingBytes:              cfg.WatchRingBytes,
 		ProgressNotifyInterval: cfg.WatchProgressNotifyInterval,
 		MaxRequestBytes:        cfg.MaxRequestBytes,
+		MaxWatchesPerStream:    cfg.MaxWatchesPerConnection,
 		Logger:                 cfg.Logger.With("component", "watchhub"),
 	})
 	s.store.SetEventSink(s.hub)
@@ -273,8 +294,8 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + 512*1024),
 		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
 	}
+	opts = append(opts, server.ConnectionLimits(cfg.MaxConcurrentStreams, cfg.MaxWatchesPerConnection)...)
 	if serverTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(serverTLS)))
 	}

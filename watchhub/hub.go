@@ -43,6 +43,10 @@ type Config struct {
 	// most 1000 revisions per catch-up response).
 	MaxEventsPerResponse int
 
+	// MaxWatchesPerStream bounds the watches of a stream whose context
+	// carries no Budget (see WithBudget). Default DefaultMaxWatches.
+	MaxWatchesPerStream int
+
 	// Logger receives the hub's logs. Nil means no logging.
 	Logger *slog.Logger
 }
@@ -65,6 +69,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxEventsPerResponse <= 0 {
 		c.MaxEventsPerResponse = DefaultMaxEventsPerResponse
+	}
+	if c.MaxWatchesPerStream <= 0 {
+		c.MaxWatchesPerStream = DefaultMaxWatches
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

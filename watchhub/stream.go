@@ -57,6 +57,10 @@ type stream struct {
 	// stream-wide progress notification goes out.
 	progressWanted bool
 	ticked         bool
+	// budget bounds the watches of this stream (and of the other streams
+	// of its connection, when the server shares one per connection).
+	budget        *Budget
+	perConnection bool
 }
 
 // Serve runs one watch stream until ctx ends or send fails, and returns
@@ -70,11 +74,16 @@ type stream struct {
 // notification for revision R is sent only after every event up to R of
 // every watch it covers. Both hold by construction.
 func (h *Hub) Serve(ctx context.Context, reqs <-chan *pb.WatchRequest, send func(*pb.WatchResponse) error) error {
-	s := &stream{h: h, ctx: ctx, send: send, watches: make(map[int64]*watch)}
+	s := &stream{h: h, ctx: ctx, send: send, watches: make(map[int64]*watch), budget: BudgetFrom(ctx)}
+	s.perConnection = s.budget != nil
+	if s.budget == nil {
+		s.budget = NewBudget(h.cfg.MaxWatchesPerStream)
+	}
 	h.metrics.streams.Inc()
 	defer func() {
 		h.metrics.streams.Dec()
 		h.metrics.watches.Sub(float64(len(s.watches)))
+		s.budget.release(len(s.watches))
 	}()
 	for {
 		// Requests first, so that cancels and creates take effect before
@@ -200,6 +209,10 @@ func (s *stream) create(c *pb.WatchCreateRequest) error {
 			w.noDel = true
 		}
 	}
+	if !s.budget.acquire() {
+		s.h.log.Warn("watch refused: too many watches", "limit", s.budget.Limit(), "per_connection", s.perConnection)
+		return s.refuse(rev, reasonTooManyWatches(s.budget.Limit(), s.perConnection))
+	}
 	if c.WatchId == 0 { // etcd's AutoWatchID
 		for s.watches[s.nextID] != nil {
 			s.nextID++
@@ -208,6 +221,7 @@ func (s *stream) create(c *pb.WatchCreateRequest) error {
 		s.nextID++
 	} else {
 		if s.watches[c.WatchId] != nil {
+			s.budget.release(1)
 			return s.refuse(rev, reasonDuplicate)
 		}
 		w.id = c.WatchId
@@ -227,6 +241,7 @@ func (s *stream) cancel(id int64) error {
 
 func (s *stream) remove(id int64, reason string) {
 	delete(s.watches, id)
+	s.budget.release(1)
 	s.h.metrics.watches.Dec()
 	s.h.metrics.cancels.WithLabelValues(reason).Inc()
 }

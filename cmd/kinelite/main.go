@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -24,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kinelite/kinelite"
+	"github.com/kinelite/kinelite/internal/redact"
+	"github.com/kinelite/kinelite/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -66,6 +69,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.Int64Var(&c.CompactMinRetain, "compact-min-retain", 1000, "revisions scheduled compaction always keeps")
 	fs.Int64Var(&c.CompactBatchSize, "compact-batch-size", 1000, "revisions one compaction step covers")
 	fs.BoolVar(&c.NoFsync, "unsafe-no-fsync", false, "do not fsync commits: a power cut may lose acknowledged writes")
+	fs.IntVar(&c.MaxRequestBytes, "max-request-bytes", server.DefaultMaxRequestBytes, "largest write request accepted, in bytes (etcd's --max-request-bytes)")
+	fs.IntVar(&c.MaxTxnOps, "max-txn-ops", server.DefaultMaxTxnOps, "most operations in one transaction (etcd's --max-txn-ops)")
+	fs.Func("max-concurrent-streams", fmt.Sprintf("most concurrent gRPC streams of one client connection (default %d)", server.DefaultMaxConcurrentStreams),
+		func(v string) error {
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil || n == 0 {
+				return errors.New("want a number from 1 to 4294967295")
+			}
+			c.MaxConcurrentStreams = uint32(n)
+			return nil
+		})
+	fs.IntVar(&c.MaxWatchesPerConnection, "max-watches-per-connection", server.DefaultMaxWatchesPerConnection, "most watches open on one client connection")
 	fs.StringVar(&o.logFormat, "log-format", "plain", "log format: plain or json")
 	fs.BoolVar(&o.debug, "debug", false, "log at debug level")
 	fs.BoolVar(&o.showVersion, "version", false, "print the version and exit")
@@ -150,7 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "kinelite:", err)
 		return 1
 	}
-	stopMetrics, err := serveMetrics(o.metricsAddress, o.profiling, reg, log)
+	stopMetrics, _, err := serveMetrics(o.metricsAddress, o.profiling, reg, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "kinelite:", err)
 		_ = srv.Close(context.Background())
@@ -169,23 +184,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // serveMetrics serves /metrics (and /debug/pprof when asked) on address, "0"
-// or "" disabling it. It returns the function that stops it.
-func serveMetrics(address string, profiling bool, reg *prometheus.Registry, log *slog.Logger) (func(context.Context), error) {
+// or "" disabling it. It returns the function that stops it and the address
+// it listens on. The default address is loopback; binding anything else is
+// the operator's choice, and is logged as a warning since neither endpoint
+// has authentication.
+func serveMetrics(address string, profiling bool, reg *prometheus.Registry, log *slog.Logger) (func(context.Context), string, error) {
 	if address == "" || address == "0" {
-		return func(context.Context) {}, nil
+		return func(context.Context) {}, "", nil
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if profiling {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/cmdline", redactedCmdline)
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	lis, err := net.Listen("tcp", address)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return nil, "", fmt.Errorf("metrics: %w", err)
 	}
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -193,8 +211,25 @@ func serveMetrics(address string, profiling bool, reg *prometheus.Registry, log 
 			log.Error("metrics server", "err", err)
 		}
 	}()
-	log.Info("metrics serving", "address", lis.Addr().String(), "profiling", profiling)
-	return func(ctx context.Context) { _ = hs.Shutdown(ctx) }, nil
+	addr := lis.Addr().String()
+	if tcp, ok := lis.Addr().(*net.TCPAddr); ok && !tcp.IP.IsLoopback() {
+		log.Warn("metrics served beyond loopback, without authentication", "address", addr, "profiling", profiling)
+	} else {
+		log.Info("metrics serving", "address", addr, "profiling", profiling)
+	}
+	return func(ctx context.Context) { _ = hs.Shutdown(ctx) }, addr, nil
+}
+
+// redactedCmdline is pprof's /debug/pprof/cmdline without the secrets an
+// --endpoint DSN may carry.
+func redactedCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	args := make([]string, len(os.Args))
+	for i, a := range os.Args {
+		args[i] = redact.DSN(a)
+	}
+	fmt.Fprint(w, strings.Join(args, "\x00"))
 }
 
 // runCheck is `kinelite check`: verify a database's invariants, print a
