@@ -251,9 +251,20 @@ func (m *matrix) runCycle(cycle int, point string) {
 	when := fmt.Sprintf("after kill %d (%s)", cycle, point)
 	m.resolveCompaction(cli)
 	m.c.verify(cli, when)
+	// Leases reloaded at the restart may expire meanwhile: the events
+	// after the verified revision, up to the marker, are read again.
 	mark := m.putMarker(cli, cycle)
+	after := m.c.replay(cli, m.c.verified+1, mark.Kv.ModRevision, when)
+	if n := len(after); n == 0 || !sameEvent(after[n-1], mark) {
+		t.Fatalf("%s: the events after the verified revision %d do not end with the marker %v: %v", when, m.c.verified, mark.Kv, after)
+	}
+	for _, ev := range after[:len(after)-1] {
+		if ev.Type != clientv3.EventTypeDelete || !strings.HasPrefix(string(ev.Kv.Key), "exp/") {
+			t.Errorf("%s: after the verification, before the marker, only expiries may happen; got %v", when, ev)
+		}
+	}
 	for _, w := range watches {
-		m.checkWatch(cli, w, when, mark)
+		m.checkWatch(cli, w, when, after)
 	}
 	m.checkExpiring(when)
 }
@@ -608,8 +619,9 @@ func (m *matrix) putMarker(cli *clientv3.Client, cycle int) *clientv3.Event {
 // checkWatch checks what w saw before the kill against the history, then
 // resumes it from the last revision it saw (its last event or progress
 // notification) and checks that it gets every later event, up to and
-// including mark, written after the restart.
-func (m *matrix) checkWatch(cli *clientv3.Client, w *resumeWatch, when string, mark *clientv3.Event) {
+// including after: the events since the verification, which end with a
+// marker written after the restart.
+func (m *matrix) checkWatch(cli *clientv3.Client, w *resumeWatch, when string, after []*clientv3.Event) {
 	c := m.c
 	cur := c.verified
 	w.rec.mu.Lock()
@@ -633,7 +645,7 @@ func (m *matrix) checkWatch(cli *clientv3.Client, w *resumeWatch, when string, m
 	defer cancel()
 	rec := &watchRec{name: "resumed " + w.prefix, cli: cli, ctx: ctx, cancel: cancel, changec: make(chan struct{}, 1)}
 	go rec.run(cli.Watch(ctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(seen+1), clientv3.WithPrevKV()))
-	markRev := mark.Kv.ModRevision
+	markRev := after[len(after)-1].Kv.ModRevision
 	if !rec.await(func() bool {
 		evs := rec.eventsLocked()
 		return rec.closed || rec.progress >= markRev || len(evs) > 0 && evs[len(evs)-1].Kv.ModRevision >= markRev
@@ -642,7 +654,8 @@ func (m *matrix) checkWatch(cli *clientv3.Client, w *resumeWatch, when string, m
 		return
 	}
 	rec.mu.Lock()
-	got := rec.eventsLocked()
+	// Leases may expire after the marker too.
+	got := slices.DeleteFunc(rec.eventsLocked(), func(ev *clientv3.Event) bool { return ev.Kv.ModRevision > markRev })
 	canceled := len(rec.resps) > 0 && rec.resps[len(rec.resps)-1].Canceled
 	rec.mu.Unlock()
 	if canceled {
@@ -650,8 +663,10 @@ func (m *matrix) checkWatch(cli *clientv3.Client, w *resumeWatch, when string, m
 		return
 	}
 	want := c.historyUnder(w.prefix, seen+1, cur)
-	if strings.HasPrefix(string(mark.Kv.Key), w.prefix) {
-		want = append(want, mark)
+	for _, ev := range after {
+		if strings.HasPrefix(string(ev.Kv.Key), w.prefix) {
+			want = append(want, ev)
+		}
 	}
 	if d := compareEvents(got, want); d != "" {
 		m.t.Errorf("%s: watch %q resumed from %d: %s", when, w.prefix, seen+1, d)
