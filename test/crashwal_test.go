@@ -56,7 +56,7 @@ func TestCrashWAL(t *testing.T) {
 
 	for i, spec := range []string{
 		"sqlite-restart-log:1",
-		fmt.Sprintf("sqlite-checkpoint:%d+%dus", 20+r.Intn(40), r.Intn(20000)),
+		fmt.Sprintf("sqlite-checkpoint:%d+%dus", 40+r.Intn(60), r.Intn(20000)),
 	} {
 		cycle := i + 1
 		proc := startProcessEnv(t, bin, db, logPath, []string{"KINELITE_FAILPOINT=" + spec})
