@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -147,5 +148,117 @@ func TestClientCertificateAuthentication(t *testing.T) {
 	defer c.Close()
 	if _, err := c.Get(ctxT(t), "secret"); err != nil {
 		t.Fatalf("ClientTLSConfig: %v", err)
+	}
+}
+
+// issueWith is issue with a chosen validity window and extended key usages.
+func (ca *pki) issueWith(name string, notBefore, notAfter time.Time, usages ...x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+	ca.t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: notBefore, NotAfter: notAfter,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usages,
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		ca.t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// TestClientCertificateEdgeCases completes TestClientCertificateAuthentication:
+// a certificate not valid yet, one issued for server authentication only, a
+// certificate from another CA of the same name, and a plain-text client are
+// refused; a refused client changes nothing. (Over unixs:// client/v3 checks
+// the server certificate against the socket file's base name, so the server
+// certificate would need that name; TCP covers the client side.)
+func TestClientCertificateEdgeCases(t *testing.T) {
+	for _, network := range []string{"tcp"} {
+		t.Run(network, func(t *testing.T) {
+			dir := t.TempDir()
+			ca := newCA(t, "kinelite test CA")
+			srvCert, srvKey := ca.issue("server", time.Now().Add(time.Hour))
+			ts := startServer(t, func(c *kinelite.Config) {
+				c.ServerTLS = kinelite.TLSFiles{
+					CertFile:      writePEM(t, dir, "server.pem", srvCert),
+					KeyFile:       writePEM(t, dir, "server-key.pem", srvKey),
+					TrustedCAFile: writePEM(t, dir, "ca.pem", ca.pem),
+				}
+				if network == "unix" {
+					c.ListenAddress = "unix://" + filepath.Join(dir, "etcd.sock")
+				}
+			})
+			ep := ts.srv.Endpoints()[0]
+			roots := x509.NewCertPool()
+			roots.AddCert(ca.cert)
+			try := func(tlsCfg *tls.Config) error {
+				c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 3 * time.Second,
+					Logger: zap.NewNop(), TLS: tlsCfg})
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+				defer cancel()
+				_, err = c.Put(ctx, "intrusion", "v")
+				return err
+			}
+			withCert := func(certPEM, keyPEM []byte) *tls.Config {
+				c, err := tls.X509KeyPair(certPEM, keyPEM)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}, ServerName: "localhost"}
+			}
+			now := time.Now()
+			impostor := newCA(t, "kinelite test CA") // same name, another key
+			cases := map[string]*tls.Config{
+				"not yet valid": withCert(ca.issueWith("early", now.Add(time.Hour), now.Add(2*time.Hour),
+					x509.ExtKeyUsageClientAuth)),
+				"server authentication only": withCert(ca.issueWith("server-only", now.Add(-time.Hour), now.Add(time.Hour),
+					x509.ExtKeyUsageServerAuth)),
+				"CA name, another key": withCert(impostor.issue("impostor", now.Add(time.Hour))),
+			}
+			for name, cfg := range cases {
+				if err := try(cfg); err == nil {
+					t.Errorf("%s: got in", name)
+				}
+			}
+			// A plain-text client gets nothing either.
+			if network == "tcp" {
+				plain := "http://" + strings.TrimPrefix(ep, "https://")
+				c, err := clientv3.New(clientv3.Config{Endpoints: []string{plain}, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
+				if err == nil {
+					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+					_, err = c.Put(ctx, "intrusion", "v")
+					cancel()
+					c.Close()
+				}
+				if err == nil {
+					t.Error("a plain-text client got in")
+				}
+			}
+			// The right certificate gets in, and sees no trace of the others.
+			good := withCert(ca.issueWith("client", now.Add(-time.Hour), now.Add(time.Hour), x509.ExtKeyUsageClientAuth))
+			c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 3 * time.Second, Logger: zap.NewNop(), TLS: good})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			g, err := c.Get(ctxT(t), "intrusion")
+			if err != nil || len(g.Kvs) != 0 {
+				t.Fatalf("the right certificate: %v, %v", err, g)
+			}
+		})
 	}
 }
