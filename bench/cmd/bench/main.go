@@ -45,12 +45,22 @@ func run(ctx context.Context, args []string) int {
 	cfg := harness.Default()
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	cfg.RegisterFlags(fs)
+	render := fs.String("render", "", "only rewrite the results.md, chart.svg (and -results-md) of the run whose results.json this names")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "bench: unexpected argument %q\n", fs.Arg(0))
 		return 2
+	}
+	if *render != "" {
+		out, err := harness.Render(cfg, *render)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		fmt.Printf("results: %s\n", out.Markdown)
+		return 0
 	}
 	cfg.Command = commandLine(args)
 	run, out, err := harness.Run(ctx, cfg)

@@ -181,6 +181,18 @@ func subject(names []string) string {
 	return ""
 }
 
+// Render rewrites a finished run's results.md and chart.svg, and the
+// results Markdown file when cfg.ResultsMD is set, from its results.json
+// (after a change to the report).
+func Render(cfg Config, resultsJSON string) (Outputs, error) {
+	run, err := report.ReadJSON(resultsJSON)
+	if err != nil {
+		return Outputs{}, err
+	}
+	h := &harness{cfg: cfg, outDir: filepath.Dir(resultsJSON)}
+	return h.write(run)
+}
+
 func summary(res workload.Result) string {
 	var parts []string
 	for _, m := range res {

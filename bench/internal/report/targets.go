@@ -193,7 +193,9 @@ const CrossWatchTarget = 50.0
 // sharedTargets checks the targets of the PostgreSQL issue, for a run whose
 // subject is a kinelite variant on a shared datastore (kinelite-pg): every
 // speed metric of every workload at least 3× the kine on the same datastore
-// (kine-pg), and a cross-process watch delivery p99 under 50 ms.
+// (kine-pg), and a cross-process watch delivery p99 under 50 ms (from the
+// write's scheduled send, as every watch workload measures it; the table
+// also shows the delivery from the write's acknowledgement).
 func (r *Run) sharedTargets() []Target {
 	subject := r.subject()
 	kine := "kine" + strings.TrimPrefix(subject, "kinelite")
@@ -202,7 +204,9 @@ func (r *Run) sharedTargets() []Target {
 	var misses []string
 	checked := 0
 	for _, row := range rows {
-		if !isSpeed(row.Metric) {
+		// The paced watch workloads deliver what the writer sends: their
+		// event rate says nothing about speed.
+		if !isSpeed(row.Metric) || (row.Metric.Name == "events delivered" && row.Workload != "watch-catchup") {
 			continue
 		}
 		adv := advantage(row, subject, kine)

@@ -45,6 +45,9 @@ func init() {
 	})
 }
 
+// kineStopWait bounds the wait for kine's goroutines when it stops.
+const kineStopWait = 3 * time.Second
+
 func serveKine(ctx context.Context, o serveOptions) (string, func(context.Context) error, error) {
 	logrus.SetLevel(logrus.WarnLevel)
 	dsn := o.DSN
@@ -71,12 +74,19 @@ func serveKine(ctx context.Context, o serveOptions) (string, func(context.Contex
 		cancel()
 		done := make(chan struct{})
 		go func() { wg.Wait(); close(done) }()
+		// On PostgreSQL, kine's poll loop can outlive its database handle
+		// and log "sql: database is closed" in a tight loop (1.7 GB in a
+		// minute); do not wait for it long.
+		t := time.NewTimer(kineStopWait)
+		defer t.Stop()
 		select {
 		case <-done:
 			// kine's backend goroutines end after the gRPC server; give the
 			// database a moment to close.
 			time.Sleep(100 * time.Millisecond)
 			return nil
+		case <-t.C:
+			return fmt.Errorf("kine: stop: its goroutines did not end within %s", kineStopWait)
 		case <-ctx.Done():
 			return fmt.Errorf("kine: stop: %w", ctx.Err())
 		}
