@@ -1,6 +1,7 @@
 # The one command that runs every test: make test
 # (the main module with the race detector, its end-to-end tests again on
-# PostgreSQL, then the nested modules test/ and bench/).
+# PostgreSQL, then the nested modules test/ and bench/, then test/k8s again
+# on PostgreSQL).
 #
 # PostgreSQL tests use the server at $KINELITE_TEST_POSTGRES (default below;
 # each test creates and drops a database of its own). Without a reachable
@@ -9,9 +10,9 @@
 GO ?= go
 export KINELITE_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/
 
-.PHONY: test test-main test-e2e-postgres test-nested test-pg-restart vet fmt-check build run
+.PHONY: test test-main test-e2e-postgres test-nested test-k8s-postgres test-pg-restart vet fmt-check build run
 
-test: test-main test-e2e-postgres test-nested
+test: test-main test-e2e-postgres test-nested test-k8s-postgres
 
 test-main:
 	$(GO) test -race -count=1 ./...
@@ -29,6 +30,10 @@ test-pg-restart:
 test-nested:
 	cd test && $(GO) test -count=1 ./...
 	cd bench && $(GO) test -count=1 ./...
+
+# Kubernetes' storage conformance suite (test/k8s) again, on PostgreSQL.
+test-k8s-postgres:
+	cd test && KINELITE_TEST_BACKEND=postgres $(GO) test -count=1 ./k8s/
 
 vet:
 	$(GO) vet ./...

@@ -18,6 +18,10 @@
 //
 //	cd test && go test -count=1 ./k8s/
 //
+// With KINELITE_TEST_BACKEND=postgres each test gets a new database on the
+// PostgreSQL server $KINELITE_TEST_POSTGRES names instead (see package
+// pgtest); `make test` runs the suite both ways.
+//
 // # Moving the k8s.io/apiserver pin
 //
 // The suite is pinned in ../go.mod to k8s.io/apiserver v0.37.2, the newest

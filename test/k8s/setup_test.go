@@ -3,6 +3,7 @@ package k8s
 import (
 	"context"
 	"errors"
+	"os"
 	"path"
 	"path/filepath"
 	"sync"
@@ -31,6 +32,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/kinelite/kinelite"
+	"github.com/kinelite/kinelite/backend/postgres/pgtest"
 )
 
 var (
@@ -59,16 +61,21 @@ func newPod() runtime.Object     { return &example.Pod{} }
 func newPodList() runtime.Object { return &example.PodList{} }
 
 // startKinelite opens a fresh in-process kinelite on a temporary SQLite file
-// and returns a kubernetes client for it, wrapped in the suite's recorders
+// (or, with $KINELITE_TEST_BACKEND=postgres, on a new PostgreSQL database
+// of the server package pgtest names) and returns a kubernetes client for it, wrapped in the suite's recorders
 // the way the apiserver's testserver.RunEtcd wraps its client. Both close
 // when the test ends. progressInterval, when not zero, is the server's
 // progress-notify interval.
 func startKinelite(t testing.TB, progressInterval time.Duration) *kubernetes.Client {
 	t.Helper()
+	endpoint := "sqlite://" + filepath.Join(t.TempDir(), "state.db")
+	if os.Getenv("KINELITE_TEST_BACKEND") == "postgres" {
+		endpoint = pgtest.NewDatabase(t)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	srv, err := kinelite.Open(ctx, kinelite.Config{
-		Endpoint:                    "sqlite://" + filepath.Join(t.TempDir(), "state.db"),
+		Endpoint:                    endpoint,
 		ListenAddress:               "127.0.0.1:0",
 		NoFsync:                     true, // durability is not this suite's subject
 		WatchProgressNotifyInterval: progressInterval,
