@@ -38,6 +38,9 @@ func FuzzDSNErrorsHoldNoSecret(f *testing.F) {
 		}
 		rest := strings.Replace(tmpl, "%s", "", 1)
 		for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+			if strings.Contains(tmpl, "=%s") && strings.ContainsAny(form, "&#; \t\n\r\v\f") {
+				continue // not one query value: the secret would not be the parameter's value
+			}
 			dsn := strings.Replace(tmpl, "%s", form, 1)
 			var msgs []string
 			cfg, err := ParseDSN(dsn)

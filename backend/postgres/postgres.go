@@ -58,7 +58,9 @@ func ParseDSN(dsn string) (Config, error) {
 	if db := strings.TrimPrefix(u.Path, "/"); db == "" {
 		u.Path = "/" + DefaultDatabase
 	} else if strings.Contains(db, "/") {
-		return Config{}, fmt.Errorf("postgres: invalid database name %q", db)
+		// Not quoted: a password with a '/' lands here ("user:pa/ss@host").
+		return Config{}, errors.New("postgres: invalid database name: it holds a '/' " +
+			"(percent-encode special characters in the user name and password)")
 	}
 	return Config{DSN: u.String()}, nil
 }
