@@ -19,6 +19,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -104,7 +105,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.DurationVar(&c.ConnectionPool.MaxLifetime, "datastore-connection-max-lifetime", 0, "close PostgreSQL connections older than this (0: never)")
 
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		// The flag package quotes values but not flag names: keep the
+		// error on one line whatever the command line holds.
+		return nil, errors.New(oneLine(err.Error()))
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -127,6 +133,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 		return nil, fmt.Errorf("invalid -log-format %q: use plain or json", o.logFormat)
 	}
 	return o, nil
+}
+
+// oneLine escapes the control characters of s (a newline among them), so
+// that an error naming what a user typed stays one line.
+func oneLine(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	q := strconv.Quote(s)
+	return q[1 : len(q)-1]
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
