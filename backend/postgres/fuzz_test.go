@@ -37,6 +37,13 @@ func FuzzDSNErrorsHoldNoSecret(f *testing.F) {
 			}
 		}
 		rest := strings.Replace(tmpl, "%s", "", 1)
+		// The rest as error messages may re-encode it (ParseDSN re-renders the URL).
+		rest += "\x00" + url.PathEscape(rest) + "\x00" + url.QueryEscape(rest) + "\x00" + strings.ReplaceAll(rest, " ", "%20")
+		for i := 0; i+5 <= len(secret); i++ {
+			if strings.Contains(rest, secret[i:i+5]) {
+				return // the DSN's other parts share text with the secret
+			}
+		}
 		for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
 			if strings.Contains(tmpl, "=%s") && strings.ContainsAny(form, "&#; \t\n\r\v\f") {
 				continue // not one query value: the secret would not be the parameter's value
