@@ -61,11 +61,11 @@ func newPod() runtime.Object     { return &example.Pod{} }
 func newPodList() runtime.Object { return &example.PodList{} }
 
 // startKinelite opens a fresh in-process kinelite on a temporary SQLite file
-// (or, with $KINELITE_TEST_BACKEND=postgres, on a new PostgreSQL database
-// of the server package pgtest names) and returns a kubernetes client for it, wrapped in the suite's recorders
-// the way the apiserver's testserver.RunEtcd wraps its client. Both close
-// when the test ends. progressInterval, when not zero, is the server's
-// progress-notify interval.
+// (or, with $KINELITE_TEST_BACKEND=postgres, on a new database of the
+// PostgreSQL server package pgtest names) and returns a kubernetes client
+// for it, wrapped in the suite's recorders the way the apiserver's
+// testserver.RunEtcd wraps its client. Both close when the test ends.
+// progressInterval, when not zero, is the server's progress-notify interval.
 func startKinelite(t testing.TB, progressInterval time.Duration) *kubernetes.Client {
 	t.Helper()
 	endpoint := "sqlite://" + filepath.Join(t.TempDir(), "state.db")
