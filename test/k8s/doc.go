@@ -30,8 +30,12 @@
 //	cd test
 //	go list -m -versions k8s.io/apiserver      # pick the version
 //	go get k8s.io/apiserver@vX.Y.Z
-//	go mod tidy
+//	go mod tidy -e
 //	go test -count=1 ./k8s/
+//
+// (-e because plain tidy also resolves the tests of dependencies, and one
+// of modernc.org/sqlite's needs a github.com/google/pprof version the proxy
+// no longer serves; nothing this module builds imports it.)
 //
 // Then compare the new version's pkg/storage/etcd3/store_test.go,
 // watcher_test.go and pkg/storage/cacher/cacher_test.go with the wiring here:
