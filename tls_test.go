@@ -54,27 +54,8 @@ func newCA(t *testing.T, name string) *pki {
 // client authentication on 127.0.0.1, expiring at notAfter.
 func (ca *pki) issue(name string, notAfter time.Time) (certPEM, keyPEM []byte) {
 	ca.t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: notAfter,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		ca.t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+	return ca.issueWith(name, time.Now().Add(-2*time.Hour), notAfter,
+		x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 }
 
 func writePEM(t *testing.T, dir, name string, data []byte) string {
@@ -183,82 +164,65 @@ func (ca *pki) issueWith(name string, notBefore, notAfter time.Time, usages ...x
 // the server certificate against the socket file's base name, so the server
 // certificate would need that name; TCP covers the client side.)
 func TestClientCertificateEdgeCases(t *testing.T) {
-	for _, network := range []string{"tcp"} {
-		t.Run(network, func(t *testing.T) {
-			dir := t.TempDir()
-			ca := newCA(t, "kinelite test CA")
-			srvCert, srvKey := ca.issue("server", time.Now().Add(time.Hour))
-			ts := startServer(t, func(c *kinelite.Config) {
-				c.ServerTLS = kinelite.TLSFiles{
-					CertFile:      writePEM(t, dir, "server.pem", srvCert),
-					KeyFile:       writePEM(t, dir, "server-key.pem", srvKey),
-					TrustedCAFile: writePEM(t, dir, "ca.pem", ca.pem),
-				}
-				if network == "unix" {
-					c.ListenAddress = "unix://" + filepath.Join(dir, "etcd.sock")
-				}
-			})
-			ep := ts.srv.Endpoints()[0]
-			roots := x509.NewCertPool()
-			roots.AddCert(ca.cert)
-			try := func(tlsCfg *tls.Config) error {
-				c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 3 * time.Second,
-					Logger: zap.NewNop(), TLS: tlsCfg})
-				if err != nil {
-					return err
-				}
-				defer c.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-				defer cancel()
-				_, err = c.Put(ctx, "intrusion", "v")
-				return err
-			}
-			withCert := func(certPEM, keyPEM []byte) *tls.Config {
-				c, err := tls.X509KeyPair(certPEM, keyPEM)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}, ServerName: "localhost"}
-			}
-			now := time.Now()
-			impostor := newCA(t, "kinelite test CA") // same name, another key
-			cases := map[string]*tls.Config{
-				"not yet valid": withCert(ca.issueWith("early", now.Add(time.Hour), now.Add(2*time.Hour),
-					x509.ExtKeyUsageClientAuth)),
-				"server authentication only": withCert(ca.issueWith("server-only", now.Add(-time.Hour), now.Add(time.Hour),
-					x509.ExtKeyUsageServerAuth)),
-				"CA name, another key": withCert(impostor.issue("impostor", now.Add(time.Hour))),
-			}
-			for name, cfg := range cases {
-				if err := try(cfg); err == nil {
-					t.Errorf("%s: got in", name)
-				}
-			}
-			// A plain-text client gets nothing either.
-			if network == "tcp" {
-				plain := "http://" + strings.TrimPrefix(ep, "https://")
-				c, err := clientv3.New(clientv3.Config{Endpoints: []string{plain}, DialTimeout: 3 * time.Second, Logger: zap.NewNop()})
-				if err == nil {
-					ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-					_, err = c.Put(ctx, "intrusion", "v")
-					cancel()
-					c.Close()
-				}
-				if err == nil {
-					t.Error("a plain-text client got in")
-				}
-			}
-			// The right certificate gets in, and sees no trace of the others.
-			good := withCert(ca.issueWith("client", now.Add(-time.Hour), now.Add(time.Hour), x509.ExtKeyUsageClientAuth))
-			c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 3 * time.Second, Logger: zap.NewNop(), TLS: good})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			g, err := c.Get(ctxT(t), "intrusion")
-			if err != nil || len(g.Kvs) != 0 {
-				t.Fatalf("the right certificate: %v, %v", err, g)
-			}
-		})
+	dir := t.TempDir()
+	ca := newCA(t, "kinelite test CA")
+	srvCert, srvKey := ca.issue("server", time.Now().Add(time.Hour))
+	ts := startServer(t, func(c *kinelite.Config) {
+		c.ServerTLS = kinelite.TLSFiles{
+			CertFile:      writePEM(t, dir, "server.pem", srvCert),
+			KeyFile:       writePEM(t, dir, "server-key.pem", srvKey),
+			TrustedCAFile: writePEM(t, dir, "ca.pem", ca.pem),
+		}
+	})
+	ep := ts.srv.Endpoints()[0]
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.cert)
+	try := func(endpoint string, tlsCfg *tls.Config) error {
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 3 * time.Second,
+			Logger: zap.NewNop(), TLS: tlsCfg})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err = c.Put(ctx, "intrusion", "v")
+		return err
+	}
+	withCert := func(certPEM, keyPEM []byte) *tls.Config {
+		c, err := tls.X509KeyPair(certPEM, keyPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{c}, ServerName: "localhost"}
+	}
+	now := time.Now()
+	impostor := newCA(t, "kinelite test CA") // same name, another key
+	cases := map[string]*tls.Config{
+		"not yet valid": withCert(ca.issueWith("early", now.Add(time.Hour), now.Add(2*time.Hour),
+			x509.ExtKeyUsageClientAuth)),
+		"server authentication only": withCert(ca.issueWith("server-only", now.Add(-time.Hour), now.Add(time.Hour),
+			x509.ExtKeyUsageServerAuth)),
+		"CA name, another key": withCert(impostor.issue("impostor", now.Add(time.Hour))),
+	}
+	for name, cfg := range cases {
+		if err := try(ep, cfg); err == nil {
+			t.Errorf("%s: got in", name)
+		}
+	}
+	// A plain-text client gets nothing either.
+	if err := try("http://"+strings.TrimPrefix(ep, "https://"), nil); err == nil {
+		t.Error("a plain-text client got in")
+	}
+	// The right certificate gets in, and sees no trace of the others.
+	good := withCert(ca.issueWith("client", now.Add(-time.Hour), now.Add(time.Hour), x509.ExtKeyUsageClientAuth))
+	c, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 3 * time.Second, Logger: zap.NewNop(), TLS: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	g, err := c.Get(ctxT(t), "intrusion")
+	if err != nil || len(g.Kvs) != 0 {
+		t.Fatalf("the right certificate: %v, %v", err, g)
 	}
 }
