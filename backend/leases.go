@@ -47,15 +47,12 @@ func (s *Store) LeaseRenew(ctx context.Context, id int64) (int64, error) {
 // LeaseTimeToLive describes a lease; ErrLeaseNotFound when it does not exist.
 func (s *Store) LeaseTimeToLive(ctx context.Context, id int64, withKeys bool) (LeaseStatus, error) {
 	if s.shared != nil && !s.lessor.has(id) {
+		// Catch up first, so that the keys attached elsewhere are known.
 		if err := s.syncHead(ctx); err != nil {
 			return LeaseStatus{}, err
 		}
-		l, ok, err := s.shared.Lease(ctx, id)
-		if err != nil {
-			return LeaseStatus{}, unavailable(err)
-		}
-		if ok {
-			s.lessor.adopt(id, l.TTL)
+		if _, err := s.adoptLease(ctx, id); err != nil {
+			return LeaseStatus{}, err
 		}
 	}
 	return s.lessor.status(id, withKeys)
@@ -72,17 +69,18 @@ type grantOp struct {
 
 func (o *grantOp) apply(ctx context.Context, b *batch) error {
 	if o.id == 0 {
-		for {
-			if o.id != 0 {
-				taken, err := b.leaseKnown(ctx, o.id)
-				if err != nil {
-					return err
-				}
-				if !taken {
-					break
-				}
+		for o.id == 0 {
+			candidate := rand.Int64()
+			if candidate == 0 {
+				continue
 			}
-			o.id = rand.Int64()
+			taken, err := b.leaseKnown(ctx, candidate)
+			if err != nil {
+				return err
+			}
+			if !taken {
+				o.id = candidate
+			}
 		}
 	} else if taken, err := b.leaseKnown(ctx, o.id); err != nil {
 		return err

@@ -298,18 +298,31 @@ func (s *Store) sharedExpiry(ctx context.Context, id int64) bool {
 	return true
 }
 
+// adoptLease makes the lessor know a lease another process granted, reading
+// it from the table when this process does not know it. It reports whether
+// the lease exists.
+func (s *Store) adoptLease(ctx context.Context, id int64) (bool, error) {
+	if s.lessor.has(id) {
+		return true, nil
+	}
+	l, ok, err := s.shared.Lease(ctx, id)
+	if err != nil {
+		return false, unavailable(err)
+	}
+	if ok {
+		s.lessor.adopt(id, l.TTL)
+	}
+	return ok, nil
+}
+
 // renewShared records a renewal in a shared database, so that whichever
 // process expires leases sees it, and adopts a lease granted elsewhere.
 func (s *Store) renewShared(ctx context.Context, id int64) (int64, error) {
-	if !s.lessor.has(id) {
-		l, ok, err := s.shared.Lease(ctx, id)
-		if err != nil {
-			return 0, unavailable(err)
+	if ok, err := s.adoptLease(ctx, id); err != nil || !ok {
+		if err == nil {
+			err = ErrLeaseNotFound
 		}
-		if !ok {
-			return 0, ErrLeaseNotFound
-		}
-		s.lessor.adopt(id, l.TTL)
+		return 0, err
 	}
 	ttl, err := s.lessor.renew(id)
 	if err != nil {
@@ -326,7 +339,7 @@ func (s *Store) renewShared(ctx context.Context, id int64) (int64, error) {
 	return ttl, nil
 }
 
-// trimIndex drops the index entries other processes' compaction deleted.
+// trimIndexTo drops the index entries other processes' compaction deleted.
 func (s *Store) trimIndexTo(rev int64) {
 	began := time.Now()
 	s.lastTrim = began

@@ -178,8 +178,8 @@ func (b batched) exec(ctx context.Context, t *sqlTx, rows int, args func(dst []a
 	return nil
 }
 
-// metaCompactedThrough names compaction progress in kinelite_meta.
-const metaCompactedThrough = "compacted_through"
+// MetaCompactedThrough names compaction progress in kinelite_meta.
+const MetaCompactedThrough = "compacted_through"
 
 // writeQueries are the statements write transactions use. They are all
 // prepared by Setup: the writer pool may hold a single connection, which an
@@ -272,7 +272,7 @@ func (d *sqlDriver) State(ctx context.Context) (State, error) {
 		return st, err
 	}
 	st.Opened = true
-	err = d.read.QueryRowContext(ctx, d.dialect.Rebind(qMeta), metaCompactedThrough).Scan(&st.CompactedThrough)
+	err = d.read.QueryRowContext(ctx, d.dialect.Rebind(qMeta), MetaCompactedThrough).Scan(&st.CompactedThrough)
 	switch {
 	case err == nil:
 		st.Compacted = true
@@ -523,7 +523,7 @@ func (t *sqlTx) DeleteCompacted(ctx context.Context, from, to, keep int64) ([]Ro
 }
 
 func (t *sqlTx) SetCompactedThrough(ctx context.Context, rev int64) error {
-	_, err := t.exec(ctx, qPutMeta, metaCompactedThrough, rev)
+	_, err := t.exec(ctx, qPutMeta, MetaCompactedThrough, rev)
 	return err
 }
 

@@ -245,3 +245,38 @@ func TestBuilderMatchesAppend(t *testing.T) {
 		}
 	}
 }
+
+// TestCompactDropsWhatCompactionDeletes: Compact(rev) keeps, per key, the
+// newest entry at or below rev and everything after it, drops a tombstone
+// below rev (one at rev stays), and forgets keys left with nothing.
+func TestCompactDropsWhatCompactionDeletes(t *testing.T) {
+	x := New()
+	x.Append("a", Revision{Mod: 1, Create: 1, Version: 1})
+	x.Append("a", Revision{Mod: 3, Create: 1, Version: 2})
+	x.Append("a", Revision{Mod: 7, Create: 1, Version: 3})
+	x.Append("b", Revision{Mod: 2, Create: 2, Version: 1})
+	x.Append("b", Revision{Mod: 4}) // tombstone below rev
+	x.Append("c", Revision{Mod: 5, Create: 5, Version: 1})
+	x.Append("c", Revision{Mod: 6}) // tombstone at rev
+	x.Append("d", Revision{Mod: 8, Create: 8, Version: 1})
+
+	if dropped := x.Compact(6); dropped != 4 {
+		t.Fatalf("Compact(6) dropped %d entries, want 4 (a@1, b@2, b@4, c@5)", dropped)
+	}
+	want := map[string][]int64{"a": {3, 7}, "c": {6}, "d": {8}}
+	for key, mods := range want {
+		var got []int64
+		for _, r := range x.Revisions(key) {
+			got = append(got, r.Mod)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(mods) {
+			t.Errorf("%s: revisions %v, want %v", key, got, mods)
+		}
+	}
+	if revs := x.Revisions("b"); len(revs) != 0 {
+		t.Errorf("b, deleted below the compact revision, still has %v", revs)
+	}
+	if keys, revs := x.Stats(); keys != 3 || revs != 4 {
+		t.Errorf("Stats = %d keys, %d revisions; want 3, 4", keys, revs)
+	}
+}

@@ -7,8 +7,9 @@
 // one past the newest) commit in id order and a reader never sees a later
 // revision before an earlier one. Each process learns of the others' commits
 // through LISTEN/NOTIFY on a channel every commit notifies (Follow), with the
-// store's short poll as a fallback. Other session-level advisory locks elect
-// one process to compact and one to expire leases (Leader).
+// store's short poll as a fallback. A session-level advisory lock elects the
+// one process that expires leases (Lead). Compaction needs no election: its
+// progress is in the database and its steps take the write lock.
 //
 // Keys are PostgreSQL text: they must be valid UTF-8 without NUL bytes, as
 // with kine on PostgreSQL (CheckKey). Values are bytea and may hold anything.

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net/url"
 	"strconv"
 	"strings"
@@ -196,7 +197,7 @@ func (d *driver) CheckKey(key string) error {
 
 const qHead = `SELECT (SELECT COALESCE(MAX(id), 0) FROM kine),
 	(SELECT COALESCE(MAX(prev_revision), 0) FROM kine WHERE name = 'compact_rev_key'),
-	COALESCE((SELECT value FROM kinelite_meta WHERE name = 'compacted_through'), 0)`
+	COALESCE((SELECT value FROM kinelite_meta WHERE name = '` + backend.MetaCompactedThrough + `'), 0)`
 
 func (d *driver) Head(ctx context.Context) (backend.Head, error) {
 	var h backend.Head
@@ -283,7 +284,9 @@ func (d *driver) listen(ctx context.Context, changed, connected func()) error {
 // advisory lock on a connection of its own), runs fn with a context that ends
 // when the leadership is lost or ctx ends, and repeats until ctx ends.
 func (d *driver) Lead(ctx context.Context, name string, fn func(ctx context.Context)) error {
-	key := writeLockKey + 16 + int64(fnv32(name))
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	key := writeLockKey + 16 + int64(h.Sum32())
 	for ctx.Err() == nil {
 		_ = d.leadOnce(ctx, key, fn)
 		select {
@@ -336,15 +339,6 @@ func (d *driver) leadOnce(ctx context.Context, key int64, fn func(ctx context.Co
 			}
 		}
 	}
-}
-
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	return h
 }
 
 // dialect is PostgreSQL's side of the shared SQL driver.
