@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -179,4 +180,99 @@ func fmtKVs(kvs []*mvccpb.KeyValue) string {
 		s += kv.String() + "\n"
 	}
 	return s
+}
+
+// writeKineDatabase creates kine's schema at path and inserts rows.
+func writeKineDatabase(t *testing.T, path string, rows []kineRow) {
+	t.Helper()
+	db := openRaw(t, path)
+	defer db.Close()
+	for _, q := range kineSchema {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range rows {
+		if _, err := db.Exec(`INSERT INTO kine(id, name, created, deleted, create_revision, prev_revision, lease, value, old_value)
+			VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.id, r.name, r.created, r.deleted, r.createRev, r.prevRev, r.lease, r.value, r.oldValue); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestKineGapRowNamedLikeAClientKey: kine names its gap rows "gap-<id>",
+// which is also a valid client key. kine's unique index on (name,
+// prev_revision) would make the key's first create collide with the gap
+// row; the create must succeed, as on etcd, and survive a restart.
+func TestKineGapRowNamedLikeAClientKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	writeKineDatabase(t, path, []kineRow{
+		{1, "compact_rev_key", 1, 0, 0, 0, 0, []byte{}, nil},
+		{2, "/registry/health", 1, 0, 0, 0, 0, []byte(`{"health":"true"}`), nil},
+		{3, "gap-3", 0, 1, 0, 0, 0, nil, nil},
+		{4, "b", 1, 0, 0, 0, 0, []byte("b1"), nil},
+	})
+	ts := &testServer{t: t, cfg: kinelite.Config{Endpoint: "sqlite://" + path, ListenAddress: "127.0.0.1:0"}, dbPath: path}
+	ts.open()
+	t.Cleanup(ts.close)
+	ctx := ctxT(t)
+
+	create := func(key, value string) *clientv3.TxnResponse {
+		t.Helper()
+		r, err := ts.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, value)).Commit()
+		if err != nil || !r.Succeeded {
+			t.Fatalf("create %q: %+v, %v", key, r, err)
+		}
+		return r
+	}
+	if r := create("gap-3", "v"); r.Header.Revision != 5 {
+		t.Fatalf("create of gap-3 at revision %d, want 5", r.Header.Revision)
+	}
+	create("gap-9", "w") // no gap row of that name: an ordinary create
+
+	ts.restart()
+	ctx = ctxT(t)
+	g := must[*clientv3.GetResponse](t)(ts.client.Get(ctx, "gap-", clientv3.WithPrefix()))
+	if len(g.Kvs) != 2 || string(g.Kvs[0].Key) != "gap-3" || string(g.Kvs[0].Value) != "v" ||
+		g.Kvs[0].CreateRevision != 5 || g.Kvs[0].Version != 1 {
+		t.Fatalf("after a restart: %v", g.Kvs)
+	}
+	// The key's history starts with its create; the gap at 3 is no event.
+	evs := collect(t, ts.client.Watch(ctx, "", clientv3.WithFromKey(), clientv3.WithRev(1)), 4)
+	var revs []int64
+	for _, ev := range evs {
+		revs = append(revs, ev.Kv.ModRevision)
+	}
+	if !slices.Equal(revs, []int64{2, 4, 5, 6}) {
+		t.Fatalf("history revisions %v, want [2 4 5 6]", revs)
+	}
+	must[*clientv3.DeleteResponse](t)(ts.client.Delete(ctx, "gap-3"))
+	create("gap-3", "again")
+}
+
+// TestRefusesRowIDsBelowOne: a row whose id is 0 or negative is no
+// revision. kinelite refuses to start on such a table with an error that
+// says so, and leaves the table as it was.
+func TestRefusesRowIDsBelowOne(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	writeKineDatabase(t, path, []kineRow{
+		{-4, "a", 1, 0, 0, 0, 0, []byte("x"), nil},
+		{1, "compact_rev_key", 1, 0, 0, 0, 0, []byte{}, nil},
+		{2, "b", 1, 0, 0, 0, 0, []byte("b1"), nil},
+	})
+	srv, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: "sqlite://" + path, ListenAddress: "127.0.0.1:0"})
+	if err == nil {
+		srv.Close(context.Background())
+		t.Fatal("kinelite started on a table with a row at id -4")
+	}
+	if !strings.Contains(err.Error(), "row -4") || !strings.Contains(err.Error(), "kinelite check") {
+		t.Fatalf("the error does not name the row and the way out: %v", err)
+	}
+	db := openRaw(t, path)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM kine`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("the table changed: %d rows, %v", n, err)
+	}
 }

@@ -36,6 +36,11 @@ var (
 	// still queued when Close runs.
 	ErrStopped = errors.New("backend: stopped")
 
+	// ErrUnservableTable is returned by Start when kine's table holds rows
+	// kinelite cannot serve as they are (see the error's text); the table is
+	// left untouched.
+	ErrUnservableTable = errors.New("backend: kine table cannot be served")
+
 	// ErrUnavailable wraps a failure of the database (an I/O error, a lost
 	// connection): the request was not applied and may be retried.
 	ErrUnavailable = errors.New("backend: database unavailable")

@@ -200,8 +200,7 @@ func fuzzStore(t *testing.T, path string) {
 	}
 	// Writes on top of whatever was there. A write to a key no row names
 	// succeeds. One to a key the rows name may be refused as unavailable —
-	// the table may hold a row the store does not see (an ID at or below
-	// 0, a gap row named like the key) that collides with the row it writes
+	// a damaged chain may hold a row that collides with the row it writes
 	// under kine's unique (name, prev_revision) index — but then it changes
 	// nothing.
 	for _, k := range []string{"fuzz-new-key", "a", "b", "compact_rev_key", "gap-7"} {
@@ -240,8 +239,8 @@ func fuzzStore(t *testing.T, path string) {
 	}
 	defer func() { s.Close(ctx); d.Close() }()
 	if rev <= 0 {
-		// Only rows at IDs at or below 0, which the store does not read:
-		// revision 0 is no revision to read again (Range reads 0 as "now").
+		// An empty table: revision 0 is no revision to read again (Range
+		// reads 0 as "now").
 		return
 	}
 	after, err := s.Range(ctx, &pb.RangeRequest{Key: []byte{0}, RangeEnd: []byte{0}, Revision: rev})

@@ -101,7 +101,10 @@ const (
 	qMaxID            = `SELECT COALESCE(MAX(id), 0) FROM kine`
 	qInsertCompactKey = `INSERT INTO kine(id, name, created, deleted, create_revision, prev_revision, lease, value, old_value)
 		VALUES(?, 'compact_rev_key', 1, 0, 0, 0, 0, ?, NULL)`
-	qSetCompactRev   = `UPDATE kine SET prev_revision = ? WHERE name = 'compact_rev_key'`
+	qSetCompactRev = `UPDATE kine SET prev_revision = ? WHERE name = 'compact_rev_key'`
+	// qDeleteGapRow removes the gap row, if any, that claims a name being
+	// created (see sqlTx.Insert). It matches exactly what clientKey calls a gap.
+	qDeleteGapRow    = `DELETE FROM kine WHERE name = ? AND prev_revision = 0 AND deleted != 0`
 	qDeleteCompacted = `DELETE FROM kine WHERE id IN (
 			SELECT prev_revision FROM kine WHERE id > ? AND id <= ? AND name != 'compact_rev_key' AND prev_revision != 0
 			UNION
@@ -185,7 +188,7 @@ const MetaCompactedThrough = "compacted_through"
 // prepared by Setup: the writer pool may hold a single connection, which an
 // open transaction occupies, so nothing can be prepared on it meanwhile.
 func writeQueries() []string {
-	qs := []string{qSetCompactRev, qDeleteCompacted, qPutMeta, qPutLease, qDeleteLease}
+	qs := []string{qSetCompactRev, qDeleteGapRow, qDeleteCompacted, qPutMeta, qPutLease, qDeleteLease}
 	for n := 1; n <= maxBatchRows; n *= 2 {
 		for _, b := range []batched{insertRows, putVersions, deleteVersions} {
 			qs = append(qs, b.query(n))
@@ -481,7 +484,18 @@ func boolInt(b bool) int64 {
 	return 0
 }
 
+// Insert inserts rows. kine's unique index on (name, prev_revision) lets a
+// gap row named "gap-<id>" (prev_revision 0) block the first creation of the
+// client key of the same name, whose row also has prev_revision 0; gap rows
+// carry no data, so such a row is deleted first.
 func (t *sqlTx) Insert(ctx context.Context, rows []Row) error {
+	for _, r := range rows {
+		if r.Created && r.PrevRevision == 0 && strings.HasPrefix(r.Name, gapRowNamePrefix) {
+			if _, err := t.exec(ctx, qDeleteGapRow, r.Name); err != nil {
+				return fmt.Errorf("delete gap row %q: %w", r.Name, err)
+			}
+		}
+	}
 	err := insertRows.exec(ctx, t, len(rows), func(a []any, i int) []any {
 		r := rows[i]
 		var value any

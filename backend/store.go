@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -185,8 +186,12 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 	// after the scan, with their values.
 	var compactKeyRows []Row
 	build := index.NewBuilder()
-	err = s.driver.Scan(ctx, 0, func(r Row) error {
+	err = s.driver.Scan(ctx, math.MinInt64, func(r Row) error {
 		failpoint.Hit("index-rebuild")
+		if r.ID <= 0 {
+			return fmt.Errorf("%w: row %d of %q has an id that is not a revision (ids start at 1); run kinelite check for a report",
+				ErrUnservableTable, r.ID, r.Name)
+		}
 		maxID = max(maxID, r.ID)
 		key, kind := clientKey(r)
 		if kind != rowKey {

@@ -22,6 +22,7 @@ package check
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/kinelite/kinelite/backend"
@@ -91,8 +92,12 @@ func Run(ctx context.Context, src Source) (*Report, error) {
 	// successors are scanned: reported at the end unless they turn out to
 	// be the table's newest row.
 	var removable []backend.Row
-	err = src.Scan(ctx, 0, func(row backend.Row) error {
+	err = src.Scan(ctx, math.MinInt64, func(row backend.Row) error {
 		rep.Rows++
+		if row.ID <= 0 {
+			rep.problem("row %d of %q: an id that is not a revision (kinelite refuses to open the table)", row.ID, row.Name)
+			return nil
+		}
 		rep.Revision = row.ID
 		switch {
 		case row.Name == "compact_rev_key":

@@ -68,6 +68,8 @@ func TestInvariants(t *testing.T) {
 			[]string{"below the compact revision"}},
 		{"missing lease", rows{opened, []backend.Row{compactKey(1, 0), {ID: 2, Name: "a", Created: true, Lease: 77}}},
 			[]string{"names lease 77, which does not exist"}},
+		{"id that is no revision", rows{opened, []backend.Row{create(0, "z"), compactKey(1, 0), create(2, "a")}},
+			[]string{"row 0 of \"z\": an id that is not a revision"}},
 		{"kine TTL lease before kinelite opened", rows{backend.State{}, []backend.Row{compactKey(1, 0), {ID: 2, Name: "a", Created: true, Lease: 60}}}, nil},
 	}
 	for _, c := range cases {
