@@ -3,6 +3,8 @@ package kinelite_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -251,28 +253,33 @@ func TestKineGapRowNamedLikeAClientKey(t *testing.T) {
 	create("gap-3", "again")
 }
 
-// TestRefusesRowIDsBelowOne: a row whose id is 0 or negative is no
-// revision. kinelite refuses to start on such a table with an error that
-// says so, and leaves the table as it was.
-func TestRefusesRowIDsBelowOne(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "state.db")
-	writeKineDatabase(t, path, []kineRow{
-		{-4, "a", 1, 0, 0, 0, 0, []byte("x"), nil},
-		{1, "compact_rev_key", 1, 0, 0, 0, 0, []byte{}, nil},
-		{2, "b", 1, 0, 0, 0, 0, []byte("b1"), nil},
-	})
-	srv, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: "sqlite://" + path, ListenAddress: "127.0.0.1:0"})
-	if err == nil {
-		srv.Close(context.Background())
-		t.Fatal("kinelite started on a table with a row at id -4")
-	}
-	if !strings.Contains(err.Error(), "row -4") || !strings.Contains(err.Error(), "kinelite check") {
-		t.Fatalf("the error does not name the row and the way out: %v", err)
-	}
-	db := openRaw(t, path)
-	defer db.Close()
-	var n int
-	if err := db.QueryRow(`SELECT COUNT(*) FROM kine`).Scan(&n); err != nil || n != 3 {
-		t.Fatalf("the table changed: %d rows, %v", n, err)
+// TestRefusesRowIDsThatAreNoRevisions: a row whose id is 0 or negative is
+// no revision, and one above 2^62 would leave revisions to wrap around.
+// kinelite refuses to start on such a table with an error that names the
+// row, and leaves the table as it was.
+func TestRefusesRowIDsThatAreNoRevisions(t *testing.T) {
+	for _, id := range []int64{-4, 0, math.MaxInt64} {
+		t.Run(fmt.Sprint(id), func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "state.db")
+			writeKineDatabase(t, path, []kineRow{
+				{1, "compact_rev_key", 1, 0, 0, 0, 0, []byte{}, nil},
+				{2, "b", 1, 0, 0, 0, 0, []byte("b1"), nil},
+				{id, "a", 1, 0, 0, 0, 0, []byte("x"), nil},
+			})
+			srv, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: "sqlite://" + path, ListenAddress: "127.0.0.1:0"})
+			if err == nil {
+				srv.Close(context.Background())
+				t.Fatalf("kinelite started on a table with a row at id %d", id)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("row %d ", id)) || !strings.Contains(err.Error(), "kinelite check") {
+				t.Fatalf("the error does not name the row and the way out: %v", err)
+			}
+			db := openRaw(t, path)
+			defer db.Close()
+			var n int
+			if err := db.QueryRow(`SELECT COUNT(*) FROM kine`).Scan(&n); err != nil || n != 3 {
+				t.Fatalf("the table changed: %d rows, %v", n, err)
+			}
+		})
 	}
 }

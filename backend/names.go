@@ -25,6 +25,13 @@ const (
 	gapRowNamePrefix   = "gap-"
 )
 
+// MaxRowID is the largest row id kinelite serves. Revisions are int64 and
+// each write takes the next one; a table whose ids start above MaxRowID
+// (kine never writes one) is refused at start-up instead of letting
+// revisions wrap around, and MaxRowID leaves more revisions than any store
+// will ever write.
+const MaxRowID = 1 << 62
+
 // ReservedKey is the one client key kinelite refuses to write: kine's
 // stored name for the client key "compact_rev_key".
 const ReservedKey = compactKeyRowName

@@ -188,8 +188,8 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 	build := index.NewBuilder()
 	err = s.driver.Scan(ctx, math.MinInt64, func(r Row) error {
 		failpoint.Hit("index-rebuild")
-		if r.ID <= 0 {
-			return fmt.Errorf("%w: row %d of %q has an id that is not a revision (ids start at 1); run kinelite check for a report",
+		if r.ID <= 0 || r.ID > MaxRowID {
+			return fmt.Errorf("%w: row %d of %q has an id outside 1..2^62, which cannot be a revision; run kinelite check for a report",
 				ErrUnservableTable, r.ID, r.Name)
 		}
 		maxID = max(maxID, r.ID)

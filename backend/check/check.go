@@ -94,8 +94,8 @@ func Run(ctx context.Context, src Source) (*Report, error) {
 	var removable []backend.Row
 	err = src.Scan(ctx, math.MinInt64, func(row backend.Row) error {
 		rep.Rows++
-		if row.ID <= 0 {
-			rep.problem("row %d of %q: an id that is not a revision (kinelite refuses to open the table)", row.ID, row.Name)
+		if row.ID <= 0 || row.ID > backend.MaxRowID {
+			rep.problem("row %d of %q: an id outside 1..2^62, which cannot be a revision (kinelite refuses to open the table)", row.ID, row.Name)
 			return nil
 		}
 		rep.Revision = row.ID

@@ -69,7 +69,9 @@ func TestInvariants(t *testing.T) {
 		{"missing lease", rows{opened, []backend.Row{compactKey(1, 0), {ID: 2, Name: "a", Created: true, Lease: 77}}},
 			[]string{"names lease 77, which does not exist"}},
 		{"id that is no revision", rows{opened, []backend.Row{create(0, "z"), compactKey(1, 0), create(2, "a")}},
-			[]string{"row 0 of \"z\": an id that is not a revision"}},
+			[]string{"row 0 of \"z\": an id outside 1..2^62"}},
+		{"id too large to leave revisions", rows{opened, []backend.Row{compactKey(1, 0), create(2, "a"), create(1<<62+1, "z")}},
+			[]string{"row 4611686018427387905 of \"z\": an id outside 1..2^62"}},
 		{"kine TTL lease before kinelite opened", rows{backend.State{}, []backend.Row{compactKey(1, 0), {ID: 2, Name: "a", Created: true, Lease: 60}}}, nil},
 	}
 	for _, c := range cases {
