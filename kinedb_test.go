@@ -274,12 +274,39 @@ func TestRefusesRowIDsThatAreNoRevisions(t *testing.T) {
 			if !strings.Contains(err.Error(), fmt.Sprintf("row %d ", id)) || !strings.Contains(err.Error(), "kinelite check") {
 				t.Fatalf("the error does not name the row and the way out: %v", err)
 			}
-			db := openRaw(t, path)
-			defer db.Close()
-			var n int
-			if err := db.QueryRow(`SELECT COUNT(*) FROM kine`).Scan(&n); err != nil || n != 3 {
-				t.Fatalf("the table changed: %d rows, %v", n, err)
-			}
+			assertTableUnchanged(t, path)
 		})
+	}
+}
+
+// TestRefusesCompactRevisionNearInt64End: kine's compact_rev_key row
+// holding a compact revision above 2^62 is refused like such a row id.
+func TestRefusesCompactRevisionNearInt64End(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	writeKineDatabase(t, path, []kineRow{
+		{1, "compact_rev_key", 1, 0, 0, math.MaxInt64, 0, []byte{}, nil},
+		{2, "b", 1, 0, 0, 0, 0, []byte("b1"), nil},
+		{3, "a", 1, 0, 0, 0, 0, []byte("x"), nil},
+	})
+	srv, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: "sqlite://" + path, ListenAddress: "127.0.0.1:0"})
+	if err == nil {
+		srv.Close(context.Background())
+		t.Fatal("kinelite started with a compact revision of MaxInt64")
+	}
+	if !strings.Contains(err.Error(), fmt.Sprint(int64(math.MaxInt64))) {
+		t.Fatalf("the error does not name the compact revision: %v", err)
+	}
+	assertTableUnchanged(t, path)
+}
+
+// assertTableUnchanged checks the three rows the refusal tests wrote are
+// still there.
+func assertTableUnchanged(t *testing.T, path string) {
+	t.Helper()
+	db := openRaw(t, path)
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM kine`).Scan(&n); err != nil || n != 3 {
+		t.Fatalf("the table changed: %d rows, %v", n, err)
 	}
 }

@@ -137,6 +137,10 @@ func (s *Store) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
+	if st.CompactRevision < 0 || st.CompactRevision > MaxRowID {
+		return fmt.Errorf("backend: %w: the compact revision %d (compact_rev_key's prev_revision) is outside 0..2^62; run kinelite check for a report",
+			ErrUnservableTable, st.CompactRevision)
+	}
 	maxID, kineLeases, err := s.load(ctx, st)
 	if err != nil {
 		return fmt.Errorf("backend: rebuild index: %w", err)

@@ -82,6 +82,9 @@ func Run(ctx context.Context, src Source) (*Report, error) {
 	}
 	rep := &Report{CompactRevision: st.CompactRevision, CompactedThrough: min(st.CompactedThrough, st.CompactRevision)}
 	through := rep.CompactedThrough
+	if st.CompactRevision < 0 || st.CompactRevision > backend.MaxRowID {
+		rep.problem("the compact revision %d is outside 0..2^62 (kinelite refuses to open the table)", st.CompactRevision)
+	}
 	leases := make(map[int64]bool, len(st.Leases))
 	for _, l := range st.Leases {
 		leases[l.ID] = true

@@ -72,6 +72,8 @@ func TestInvariants(t *testing.T) {
 			[]string{"row 0 of \"z\": an id outside 1..2^62"}},
 		{"id too large to leave revisions", rows{opened, []backend.Row{compactKey(1, 0), create(2, "a"), create(1<<62+1, "z")}},
 			[]string{"row 4611686018427387905 of \"z\": an id outside 1..2^62"}},
+		{"compact revision too large", rows{backend.State{Opened: true, CompactRevision: 1<<62 + 1}, []backend.Row{compactKey(1, 1<<62+1)}},
+			[]string{"compact revision 4611686018427387905 is outside", "below the compact revision"}},
 		{"kine TTL lease before kinelite opened", rows{backend.State{}, []backend.Row{compactKey(1, 0), {ID: 2, Name: "a", Created: true, Lease: 60}}}, nil},
 	}
 	for _, c := range cases {
