@@ -74,6 +74,13 @@ type EventSink interface {
 	Publish(rev int64, events []*mvccpb.Event)
 }
 
+// recentValues is an EventSink that still holds recent events (the watch
+// hub's ring): Value returns the client value of the put at revision rev,
+// not to be modified, or false when it no longer holds it.
+type recentValues interface {
+	Value(rev int64) ([]byte, bool)
+}
+
 // Store is kinelite's storage engine over a Driver: the in-memory index, the
 // single committer that applies writes with group commit, the read path,
 // leases and the compaction steps. See doc.go for the data flow.

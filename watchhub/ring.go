@@ -89,3 +89,16 @@ func (r *ring) read(from, to int64, max int) (evs []*mvccpb.Event, through int64
 	}
 	return append([]*mvccpb.Event(nil), live...), through, true
 }
+
+// value returns the value of the put at revision rev, if the ring holds it.
+func (r *ring) value(rev int64) ([]byte, bool) {
+	if rev <= r.base || rev > r.rev {
+		return nil, false
+	}
+	live := r.events[r.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].Kv.ModRevision >= rev })
+	if i == len(live) || live[i].Kv.ModRevision != rev || live[i].Type != mvccpb.PUT {
+		return nil, false
+	}
+	return live[i].Kv.Value, true
+}
