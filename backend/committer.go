@@ -414,19 +414,16 @@ func (b *batch) fillPrevs(ctx context.Context) error {
 	if len(b.prevs) == 0 {
 		return nil
 	}
-	recent, _ := b.s.sink.(recentValues)
 	var ids []int64
 	prevs := b.prevs[:0] // those still to fill
 	for _, p := range b.prevs {
-		if stored, ok := b.values[p.id]; ok {
+		stored, ok := b.values[p.id]
+		if !ok {
+			stored, ok = b.s.recentValue(p.id)
+		}
+		if ok {
 			p.kv.Value = clientValue(string(p.kv.Key), stored)
 			continue
-		}
-		if recent != nil {
-			if v, ok := recent.Value(p.id); ok {
-				p.kv.Value = nonNil(v)
-				continue
-			}
 		}
 		ids = append(ids, p.id)
 		prevs = append(prevs, p)

@@ -214,13 +214,13 @@ func TestRingValue(t *testing.T) {
 		{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte("c"), ModRevision: 6, Value: []byte("v6")}},
 	}, 0)
 	for rev, want := range map[int64]string{5: "v5", 6: "v6"} {
-		if v, ok := h.Value(rev); !ok || string(v) != want {
-			t.Errorf("Value(%d) = %q, %v; want %q", rev, v, ok, want)
+		if k, v, ok := h.Value(rev); !ok || string(v) != want || len(k) != 1 {
+			t.Errorf("Value(%d) = %q, %q, %v; want %q", rev, k, v, ok, want)
 		}
 	}
 	// Evicted (the ring holds 3 events), no event, a delete, the future.
 	for _, rev := range []int64{1, 2, 3, 4, 7} {
-		if v, ok := h.Value(rev); ok {
+		if _, v, ok := h.Value(rev); ok {
 			t.Errorf("Value(%d) = %q; want none", rev, v)
 		}
 	}
