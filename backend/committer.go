@@ -407,17 +407,28 @@ func (b *batch) prevKV(key string, r index.Revision) *mvccpb.KeyValue {
 	return kv
 }
 
-// fillPrevs reads the previous values of every staged write in one query.
+// fillPrevs fills in the previous values of every staged write: from the
+// batch's own rows, from the event sink's recent events (a previous value is
+// most often a recent write), and the rest from the database in one query.
 func (b *batch) fillPrevs(ctx context.Context) error {
 	if len(b.prevs) == 0 {
 		return nil
 	}
 	var ids []int64
+	prevs := b.prevs[:0] // those still to fill
 	for _, p := range b.prevs {
-		if _, ok := b.values[p.id]; !ok {
-			ids = append(ids, p.id)
+		stored, ok := b.values[p.id]
+		if !ok {
+			stored, ok = b.s.recentValue(p.id)
 		}
+		if ok {
+			p.kv.Value = clientValue(string(p.kv.Key), stored)
+			continue
+		}
+		ids = append(ids, p.id)
+		prevs = append(prevs, p)
 	}
+	b.prevs = prevs
 	var committed map[int64][]byte
 	if len(ids) > 0 {
 		slices.Sort(ids)
@@ -428,11 +439,9 @@ func (b *batch) fillPrevs(ctx context.Context) error {
 		}
 	}
 	for _, p := range b.prevs {
-		stored, ok := b.values[p.id]
+		stored, ok := committed[p.id]
 		if !ok {
-			if stored, ok = committed[p.id]; !ok {
-				return fmt.Errorf("read previous values: row %d of %q is missing", p.id, p.kv.Key)
-			}
+			return fmt.Errorf("read previous values: row %d of %q is missing", p.id, p.kv.Key)
 		}
 		p.kv.Value = clientValue(string(p.kv.Key), stored)
 	}

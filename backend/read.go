@@ -91,7 +91,11 @@ func (v *view) values(ctx context.Context, rev int64, ids []int64) (map[int64][]
 	var out map[int64][]byte
 	var missing []int64
 	for _, id := range ids {
-		if val, ok := v.pending[id]; ok {
+		val, ok := v.pending[id]
+		if !ok {
+			val, ok = v.s.recentValue(id)
+		}
+		if ok {
 			if out == nil {
 				out = make(map[int64][]byte, len(ids))
 			}

@@ -140,10 +140,15 @@ var (
 	deleteVersions = batched{prefix: `DELETE FROM kinelite_version WHERE name IN (`, row: `?`, suffix: `)`}
 )
 
-var batchedQueries sync.Map // prefix and count → query text
+var batchedQueries sync.Map // batchedKey → query text
+
+type batchedKey struct {
+	prefix string
+	rows   int
+}
 
 func (b batched) query(n int) string {
-	key := fmt.Sprint(n, b.prefix)
+	key := batchedKey{b.prefix, n}
 	if q, ok := batchedQueries.Load(key); ok {
 		return q.(string)
 	}

@@ -75,6 +75,13 @@ type EventSink interface {
 	Publish(rev int64, events []*mvccpb.Event)
 }
 
+// recentValues is an EventSink that still holds recent events (the watch
+// hub's ring): Value returns the key and the client value of the put at
+// revision rev, not to be modified, or false when it no longer holds it.
+type recentValues interface {
+	Value(rev int64) (key, value []byte, ok bool)
+}
+
 // Store is kinelite's storage engine over a Driver: the in-memory index, the
 // single committer that applies writes with group commit, the read path,
 // leases and the compaction steps. See doc.go for the data flow.
@@ -86,6 +93,7 @@ type Store struct {
 	index   *index.Index
 	lessor  *lessor
 	sink    EventSink
+	recent  recentValues // sink, when it can give back recent values
 	metrics *metrics
 
 	rev              atomic.Int64 // revision visible to reads
@@ -123,7 +131,24 @@ func New(driver Driver, cfg Config) *Store {
 
 // SetEventSink sets where committed events go. It must be called before
 // Start; without a sink events are dropped.
-func (s *Store) SetEventSink(sink EventSink) { s.sink = sink }
+func (s *Store) SetEventSink(sink EventSink) {
+	s.sink = sink
+	s.recent, _ = sink.(recentValues)
+}
+
+// recentValue returns the stored value of row id when the event sink still
+// holds its put: rows are never changed, so a recent event's value is the
+// row's at any revision, and reading it back from the database is avoided.
+func (s *Store) recentValue(id int64) ([]byte, bool) {
+	if s.recent == nil {
+		return nil, false
+	}
+	key, value, ok := s.recent.Value(id)
+	if !ok || string(key) == compactKey { // stored differently from its client value
+		return nil, false
+	}
+	return nonNil(value), true
+}
 
 // Start creates the schema when missing, rebuilds the index from the table,
 // publishes the current revision to the event sink, and starts the committer

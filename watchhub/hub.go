@@ -180,6 +180,16 @@ func (h *Hub) Revision() int64 {
 	return h.ring.rev
 }
 
+// Value implements backend's recent-value lookup: the key and value of the
+// put at revision rev while the ring still holds it, so that the store need
+// not read them back from the database (a write's previous value, a read of
+// a recent write). The slices are the ring event's and must not be modified.
+func (h *Hub) Value(rev int64) (key, value []byte, ok bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.ring.value(rev)
+}
+
 // snapshot returns the newest revision and the channels that announce the
 // next publish and the next tick.
 func (h *Hub) snapshot() (rev int64, notifyc, tickc <-chan struct{}) {

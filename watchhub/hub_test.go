@@ -199,6 +199,33 @@ func TestRingBounds(t *testing.T) {
 	}
 }
 
+// TestRingValue checks the recent-value lookup the store's committer uses
+// for previous values: only puts the ring still holds, at their exact
+// revision.
+func TestRingValue(t *testing.T) {
+	h := New(nil, Config{RingEvents: 3})
+	h.ring.reset(1)
+	h.ring.append(2, []*mvccpb.Event{{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte("a"), ModRevision: 2, Value: []byte("v2")}}}, 0)
+	h.ring.append(4, []*mvccpb.Event{ // revision 3 is a bookkeeping row: no event
+		{Type: mvccpb.DELETE, Kv: &mvccpb.KeyValue{Key: []byte("a"), ModRevision: 4}},
+	}, 0)
+	h.ring.append(6, []*mvccpb.Event{
+		{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte("b"), ModRevision: 5, Value: []byte("v5")}},
+		{Type: mvccpb.PUT, Kv: &mvccpb.KeyValue{Key: []byte("c"), ModRevision: 6, Value: []byte("v6")}},
+	}, 0)
+	for rev, want := range map[int64]string{5: "v5", 6: "v6"} {
+		if k, v, ok := h.Value(rev); !ok || string(v) != want || len(k) != 1 {
+			t.Errorf("Value(%d) = %q, %q, %v; want %q", rev, k, v, ok, want)
+		}
+	}
+	// Evicted (the ring holds 3 events), no event, a delete, the future.
+	for _, rev := range []int64{1, 2, 3, 4, 7} {
+		if _, v, ok := h.Value(rev); ok {
+			t.Errorf("Value(%d) = %q; want none", rev, v)
+		}
+	}
+}
+
 // TestCatchUpCrossesRingBoundaryExactly starts watches at every revision
 // around the ring's base and checks each gets every event once, in order,
 // reading the database only for what the ring lacks.

@@ -89,3 +89,17 @@ func (r *ring) read(from, to int64, max int) (evs []*mvccpb.Event, through int64
 	}
 	return append([]*mvccpb.Event(nil), live...), through, true
 }
+
+// value returns the key and value of the put at revision rev, if the ring
+// holds it.
+func (r *ring) value(rev int64) (key, value []byte, ok bool) {
+	if rev <= r.base || rev > r.rev {
+		return nil, nil, false
+	}
+	live := r.events[r.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i].Kv.ModRevision >= rev })
+	if i == len(live) || live[i].Kv.ModRevision != rev || live[i].Type != mvccpb.PUT {
+		return nil, nil, false
+	}
+	return live[i].Kv.Key, live[i].Kv.Value, true
+}
