@@ -138,7 +138,7 @@ func (s *pacedStore) writerOp(kind string) {
 }
 
 func (s *pacedStore) Compact(context.Context, int64) error { return nil }
-func (s *pacedStore) CompactStep(_ context.Context, max int64) (int64, int, error) {
+func (s *pacedStore) CompactStep(context.Context, int64) (int64, int, error) {
 	s.writerOp("step")
 	s.mu.Lock()
 	defer s.mu.Unlock()
