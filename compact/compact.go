@@ -14,6 +14,7 @@ import (
 const (
 	DefaultBatchRevisions     = 1000
 	DefaultStepTarget         = 10 * time.Millisecond
+	DefaultDutyCycle          = 0.5
 	minStepRevisions          = 8
 	DefaultMinRetain          = 1000
 	DefaultCheckpointInterval = 50 * time.Millisecond
@@ -59,6 +60,15 @@ type Config struct {
 	// compaction, whatever the rows cost. Default DefaultStepTarget.
 	StepTarget time.Duration
 
+	// DutyCycle is the largest fraction of time the compactor's work on
+	// the database may take: its ops in the store's write queue (deletion
+	// steps, log restarts, reclaims) and its passive checkpoints run one at
+	// a time, each followed by a rest in which only writes run, of the op's
+	// duration times (1-DutyCycle)/DutyCycle. Lower values disturb writes
+	// less and make compaction take longer to finish; 1 runs the ops back
+	// to back. Default DefaultDutyCycle.
+	DutyCycle float64
+
 	// Interval turns on retention for users without an apiserver (kine's
 	// --compact-interval): every Interval the store is compacted to the
 	// revision that was current one interval earlier, keeping at least
@@ -95,6 +105,9 @@ func (c *Config) setDefaults() {
 	if c.StepTarget <= 0 {
 		c.StepTarget = DefaultStepTarget
 	}
+	if c.DutyCycle <= 0 || c.DutyCycle > 1 {
+		c.DutyCycle = DefaultDutyCycle
+	}
 	if c.MinRetain <= 0 {
 		c.MinRetain = DefaultMinRetain
 	}
@@ -127,6 +140,7 @@ type Compactor struct {
 
 	kickc   chan struct{} // buffered 1: work may be waiting
 	metrics *metrics
+	pace    *pacer // shared by every op of the compactor on the database
 
 	mu        sync.Mutex    // guards progressc
 	progressc chan struct{} // closed whenever CompactedThrough moves
@@ -144,6 +158,7 @@ func New(store Store, cfg Config) *Compactor {
 		store:     store,
 		kickc:     make(chan struct{}, 1),
 		metrics:   newMetrics(store),
+		pace:      newPacer(cfg.DutyCycle),
 		progressc: make(chan struct{}),
 		stopc:     make(chan struct{}),
 	}
@@ -233,8 +248,15 @@ func (c *Compactor) drain() {
 			return
 		default:
 		}
-		began := time.Now()
-		through, deleted, err := c.store.CompactStep(ctx, window)
+		var (
+			through int64
+			deleted int
+			err     error
+		)
+		took, ok := c.pace.do(c.stopc, func() { through, deleted, err = c.store.CompactStep(ctx, window) })
+		if !ok {
+			return
+		}
 		if err != nil {
 			c.log.Warn("compaction step failed; retrying", "err", err)
 			select {
@@ -244,7 +266,6 @@ func (c *Compactor) drain() {
 			}
 			continue
 		}
-		took := time.Since(began)
 		c.metrics.steps.Observe(took.Seconds())
 		c.metrics.rowsDeleted.Add(float64(deleted))
 		c.log.Debug("compaction step", "through", through, "deleted", deleted, "window", window, "took", took)
@@ -272,7 +293,9 @@ func (c *Compactor) drain() {
 // the store to restart it: an op of its own in the write queue that copies
 // the little written since and waits a few milliseconds at most for
 // readers. SQLite's own automatic checkpoint would do all this work inside
-// commits.
+// commits. Checkpoints go through the compactor's pacer like its other ops,
+// so that a checkpoint's sync of the database file never runs beside a
+// deletion step's commit.
 func (c *Compactor) checkpoint() {
 	defer c.wg.Done()
 	ctx := context.Background()
@@ -285,7 +308,13 @@ func (c *Compactor) checkpoint() {
 		case <-idle.C:
 		}
 		for {
-			r, err := c.store.Checkpoint(ctx)
+			var (
+				r   backend.CheckpointResult
+				err error
+			)
+			if _, ok := c.pace.do(c.stopc, func() { r, err = c.store.Checkpoint(ctx) }); !ok {
+				return
+			}
 			if err != nil {
 				c.log.Warn("checkpoint", "err", err)
 				break
@@ -298,7 +327,10 @@ func (c *Compactor) checkpoint() {
 				break // all copied; the log may grow a while longer
 			}
 			if r.Copied == r.Frames {
-				restarted, err := c.store.RestartLog(ctx)
+				var restarted bool
+				if _, ok := c.pace.do(c.stopc, func() { restarted, err = c.store.RestartLog(ctx) }); !ok {
+					return
+				}
 				if err != nil {
 					c.log.Warn("restart the write-ahead log", "err", err)
 					break
@@ -341,7 +373,10 @@ func (c *Compactor) reclaim() {
 			if free <= c.cfg.FreeLimit || free <= size.Total/4 {
 				break
 			}
-			n, err := c.store.Reclaim(ctx, reclaimPages)
+			var n int
+			if _, ok := c.pace.do(c.stopc, func() { n, err = c.store.Reclaim(ctx, reclaimPages) }); !ok {
+				return
+			}
 			if err != nil {
 				c.log.Warn("reclaim free pages", "err", err)
 				break

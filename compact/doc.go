@@ -12,4 +12,10 @@
 // more than one step), and records its progress in the same transaction, so a
 // crash resumes where it stopped. Compact with physical set waits until the
 // steps reach the revision.
+//
+// The steps, the log restarts and reclaims, and the passive checkpoints run
+// one at a time through a pacer, each followed by a rest in which only
+// writes run (Config.DutyCycle; by default as long as the op itself), so
+// that compaction takes a bounded share of the writer, the CPUs and the
+// disk's syncs, at the price of finishing later.
 package compact
