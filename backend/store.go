@@ -93,6 +93,9 @@ type Store struct {
 	compactedThrough atomic.Int64 // rows superseded up to here are deleted
 	leaseLeader      atomic.Bool  // this process expires leases (shared database)
 	lastTrim         time.Time    // last index trim after another process's compaction; committer only
+	// indexCompacted is the compaction progress the index reflects: it
+	// holds no entry of a row compaction through it deleted. Committer only.
+	indexCompacted int64
 
 	reqc   chan op            // to the committer
 	stopc  chan struct{}      // closed by Close
@@ -145,6 +148,7 @@ func (s *Store) Start(ctx context.Context) error {
 	s.compactRev.Store(st.CompactRevision)
 	s.compacted.Store(st.Compacted || st.CompactRevision > 0)
 	s.compactedThrough.Store(min(st.CompactedThrough, st.CompactRevision))
+	s.indexCompacted = s.compactedThrough.Load() // the scan came after the progress was read
 	if err := s.adoptKineLeases(ctx, kineLeases); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
