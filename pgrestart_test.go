@@ -204,9 +204,14 @@ func grpcCode(err error) codes.Code {
 func (b *burst) awaitAcks(n int64) {
 	b.t.Helper()
 	target := b.ackedN.Load() + n
+	// Not a performance bound: the writers are stuck if it passes.
+	deadline := time.Now().Add(2 * time.Minute)
 	for b.ackedN.Load() < target {
 		if b.t.Failed() {
 			b.t.FailNow()
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("%d writes acknowledged, waiting for %d: the servers do not come back", b.ackedN.Load(), target)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
