@@ -135,13 +135,23 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.driver.Setup(ctx); err != nil {
 		return fmt.Errorf("backend: setup: %w", err)
 	}
-	st, err := s.driver.State(ctx)
-	if err != nil {
-		return fmt.Errorf("backend: %w", err)
-	}
-	maxID, kineLeases, err := s.load(ctx, st)
-	if err != nil {
-		return fmt.Errorf("backend: rebuild index: %w", err)
+	var st State
+	var maxID int64
+	var kineLeases []LeaseRow
+	for {
+		var err error
+		if st, err = s.driver.State(ctx); err != nil {
+			return fmt.Errorf("backend: %w", err)
+		}
+		maxID, kineLeases, err = s.load(ctx, st)
+		if errors.Is(err, errCompactedMeanwhile) {
+			s.log.Info("another process compacted during the index rebuild; rebuilding again")
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("backend: rebuild index: %w", err)
+		}
+		break
 	}
 	rev := max(maxID, st.CompactRevision)
 	s.rev.Store(rev)
@@ -178,9 +188,6 @@ func (s *Store) Start(ctx context.Context) error {
 // expire.
 func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []LeaseRow, err error) {
 	now := s.cfg.Now()
-	for _, l := range st.Leases {
-		s.lessor.leases[l.ID] = &lease{id: l.ID, ttl: l.TTL, keys: make(map[string]struct{})}
-	}
 	recorded := make(map[string]VersionRow, len(st.Versions))
 	for _, v := range st.Versions {
 		recorded[v.Name] = v
@@ -223,7 +230,23 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 			build.Append(compactKey, rv)
 		}
 	}
+	if s.shared != nil {
+		// The scan read the rows after st read the versions. A compaction
+		// step another process committed in between deleted rows whose
+		// versions st does not record: start over. Steps are short,
+		// and a compaction ends.
+		head, err := s.shared.Head(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		if head.CompactedThrough != st.CompactedThrough {
+			return 0, nil, errCompactedMeanwhile
+		}
+	}
 	s.index = build.Build()
+	for _, l := range st.Leases {
+		s.lessor.leases[l.ID] = &lease{id: l.ID, ttl: l.TTL, keys: make(map[string]struct{})}
+	}
 
 	// Attach live keys to their leases; invent the leases kine wrote.
 	seen := make(map[int64]bool)
@@ -254,6 +277,10 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 	heap.Init(&s.lessor.expiries)
 	return maxID, kineLeases, nil
 }
+
+// errCompactedMeanwhile is load's: another process compacted between the
+// state it was given and its scan.
+var errCompactedMeanwhile = errors.New("backend: compacted during the index rebuild")
 
 // lastFinder is an index or an index being built.
 type lastFinder interface {
