@@ -242,6 +242,21 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 		if head.CompactedThrough != st.CompactedThrough {
 			return 0, nil, errCompactedMeanwhile
 		}
+		// Likewise a lease granted after st was read may have keys in
+		// the scan: it must not be taken for one of kine's.
+		granted, err := s.shared.Leases(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		known := make(map[int64]bool, len(st.Leases))
+		for _, l := range st.Leases {
+			known[l.ID] = true
+		}
+		for id, l := range granted {
+			if !known[id] {
+				st.Leases = append(st.Leases, LeaseRow{ID: id, TTL: l.TTL})
+			}
+		}
 	}
 	s.index = build.Build()
 	for _, l := range st.Leases {

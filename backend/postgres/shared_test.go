@@ -157,3 +157,42 @@ func TestRebuildDuringAnotherProcessCompaction(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildDuringAnotherProcessLeaseGrant: a process starts while another
+// one grants a lease and attaches a key to it. The lease keeps its TTL on
+// both. (The rebuild read the leases before the grant and the key after
+// it, took the lease for one of kine's, whose ID is its TTL, and wrote that
+// TTL over the real one.)
+func TestRebuildDuringAnotherProcessLeaseGrant(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	a := openStore(t, dsn)
+	ctx := context.Background()
+	const id, ttl = 0x1234567890, 30
+	cfg, err := postgres.ParseDSN(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := postgres.Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := &stepAfterState{SharedDriver: d.(backend.SharedDriver), step: func() {
+		if _, err := a.LeaseGrant(ctx, id, ttl); err != nil {
+			t.Error(err)
+		}
+		if _, err := a.Put(ctx, &pb.PutRequest{Key: []byte("k"), Value: []byte("v"), Lease: id}); err != nil {
+			t.Error(err)
+		}
+	}}
+	b := backend.New(wrapped, backend.Config{})
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	for name, s := range map[string]*backend.Store{"a": a, "b": b} {
+		st, err := s.LeaseTimeToLive(ctx, id, true)
+		if err != nil || st.GrantedTTL != ttl {
+			t.Errorf("%s: lease %x: %+v, %v; want its TTL %d", name, id, st, err, ttl)
+		}
+	}
+}
