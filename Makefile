@@ -21,8 +21,11 @@ test-main:
 test-e2e-postgres:
 	KINELITE_TEST_BACKEND=postgres $(GO) test -count=1 .
 
-# Restarts the PostgreSQL server itself (pg_ctlcluster), so it runs alone;
-# PG_CLUSTER names the cluster.
+# Restarts the PostgreSQL server itself (pg_ctlcluster), so it runs alone:
+# TestPostgresRestartDuringCompaction and TestPostgresRestartDuringWriteBurst.
+# PG_CLUSTER names the cluster; it must be the server $KINELITE_TEST_POSTGRES
+# points at. (The kill -9 tests on PostgreSQL, test/'s TestCrashMatrixPostgres,
+# leave the server running and run in test-nested.)
 PG_CLUSTER ?= 15 main
 test-pg-restart:
 	KINELITE_TEST_PG_RESTART="$(PG_CLUSTER)" $(GO) test -count=1 -run TestPostgresRestart -v .

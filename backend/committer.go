@@ -176,6 +176,7 @@ type batch struct {
 	compactedNow     bool  // a Compact succeeded in this batch
 	compactedThrough int64 // new compaction progress; 0 if unchanged
 	removed          []Row // rows compaction deleted
+	stepTo           int64 // progress of the compaction step in the batch; 0 if none
 	trimIndex        bool  // another process's compaction progressed
 }
 
@@ -274,6 +275,9 @@ func (b *batch) publish() {
 		if key, kind := clientKey(r); kind == rowKey {
 			s.index.Remove(key, r.ID)
 		}
+	}
+	if b.stepTo > 0 {
+		s.indexCompacted = max(s.indexCompacted, b.stepTo)
 	}
 	if b.compactRev > 0 {
 		s.compactRev.Store(b.compactRev)

@@ -107,6 +107,17 @@ func (o *compactStepOp) apply(ctx context.Context, b *batch) error {
 	if err != nil {
 		return err
 	}
+	if from > b.s.indexCompacted {
+		// Another process's steps deleted rows through from, which the
+		// index still holds (its trim is paced). They must go before
+		// this step removes its own rows (and reads the survivors in
+		// recordVersions): else a key whose later rows this step deletes
+		// keeps an older, deleted row as its newest entry, and comes
+		// back. Reads below the compact revision, committed by that
+		// process, fail from here on.
+		b.s.compactRev.Store(max(b.s.compactRev.Load(), b.compactRev))
+		b.s.trimIndexTo(from)
+	}
 	rows, err := tx.DeleteCompacted(ctx, from, to, b.rev)
 	if err != nil {
 		return fmt.Errorf("delete compacted rows: %w", err)
@@ -120,6 +131,7 @@ func (o *compactStepOp) apply(ctx context.Context, b *batch) error {
 	}
 	b.removed = append(b.removed, rows...)
 	b.compactedThrough = to
+	b.stepTo = to
 	o.through, o.deleted = to, len(rows)
 	return nil
 }

@@ -344,6 +344,7 @@ func (s *Store) trimIndexTo(rev int64) {
 	began := time.Now()
 	s.lastTrim = began
 	n := s.index.Compact(rev)
+	s.indexCompacted = max(s.indexCompacted, rev)
 	s.log.Debug("index trimmed after another process's compaction", "through", rev, "entries", n,
 		"took", time.Since(began))
 }

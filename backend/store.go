@@ -102,6 +102,9 @@ type Store struct {
 	compactedThrough atomic.Int64 // rows superseded up to here are deleted
 	leaseLeader      atomic.Bool  // this process expires leases (shared database)
 	lastTrim         time.Time    // last index trim after another process's compaction; committer only
+	// indexCompacted is the compaction progress the index reflects: it
+	// holds no entry of a row compaction through it deleted. Committer only.
+	indexCompacted int64
 
 	reqc   chan op            // to the committer
 	stopc  chan struct{}      // closed by Close
@@ -158,23 +161,34 @@ func (s *Store) Start(ctx context.Context) error {
 	if err := s.driver.Setup(ctx); err != nil {
 		return fmt.Errorf("backend: setup: %w", err)
 	}
-	st, err := s.driver.State(ctx)
-	if err != nil {
-		return fmt.Errorf("backend: %w", err)
-	}
-	if st.CompactRevision < 0 || st.CompactRevision > MaxRowID {
-		return fmt.Errorf("backend: %w: the compact revision %d (compact_rev_key's prev_revision) is outside 0..2^62; run kinelite check for a report",
-			ErrUnservableTable, st.CompactRevision)
-	}
-	maxID, kineLeases, err := s.load(ctx, st)
-	if err != nil {
-		return fmt.Errorf("backend: rebuild index: %w", err)
+	var st State
+	var maxID int64
+	var kineLeases []LeaseRow
+	for {
+		var err error
+		if st, err = s.driver.State(ctx); err != nil {
+			return fmt.Errorf("backend: %w", err)
+		}
+		if st.CompactRevision < 0 || st.CompactRevision > MaxRowID {
+			return fmt.Errorf("backend: %w: the compact revision %d (compact_rev_key's prev_revision) is outside 0..2^62; run kinelite check for a report",
+				ErrUnservableTable, st.CompactRevision)
+		}
+		maxID, kineLeases, err = s.load(ctx, st)
+		if errors.Is(err, errCompactedMeanwhile) {
+			s.log.Info("another process compacted during the index rebuild; rebuilding again")
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("backend: rebuild index: %w", err)
+		}
+		break
 	}
 	rev := max(maxID, st.CompactRevision)
 	s.rev.Store(rev)
 	s.compactRev.Store(st.CompactRevision)
 	s.compacted.Store(st.Compacted || st.CompactRevision > 0)
 	s.compactedThrough.Store(min(st.CompactedThrough, st.CompactRevision))
+	s.indexCompacted = s.compactedThrough.Load() // the scan came after the progress was read
 	if err := s.adoptKineLeases(ctx, kineLeases); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
@@ -204,9 +218,6 @@ func (s *Store) Start(ctx context.Context) error {
 // expire.
 func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []LeaseRow, err error) {
 	now := s.cfg.Now()
-	for _, l := range st.Leases {
-		s.lessor.leases[l.ID] = &lease{id: l.ID, ttl: l.TTL, keys: make(map[string]struct{})}
-	}
 	recorded := make(map[string]VersionRow, len(st.Versions))
 	for _, v := range st.Versions {
 		recorded[v.Name] = v
@@ -253,7 +264,38 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 			build.Append(compactKey, rv)
 		}
 	}
+	if s.shared != nil {
+		// The scan read the rows after st read the versions. A compaction
+		// step another process committed in between deleted rows whose
+		// versions st does not record: start over. Steps are short,
+		// and a compaction ends.
+		head, err := s.shared.Head(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		if head.CompactedThrough != st.CompactedThrough {
+			return 0, nil, errCompactedMeanwhile
+		}
+		// Likewise a lease granted after st was read may have keys in
+		// the scan: it must not be taken for one of kine's.
+		granted, err := s.shared.Leases(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		known := make(map[int64]bool, len(st.Leases))
+		for _, l := range st.Leases {
+			known[l.ID] = true
+		}
+		for id, l := range granted {
+			if !known[id] {
+				st.Leases = append(st.Leases, LeaseRow{ID: id, TTL: l.TTL})
+			}
+		}
+	}
 	s.index = build.Build()
+	for _, l := range st.Leases {
+		s.lessor.leases[l.ID] = &lease{id: l.ID, ttl: l.TTL, keys: make(map[string]struct{})}
+	}
 
 	// Attach live keys to their leases; invent the leases kine wrote.
 	seen := make(map[int64]bool)
@@ -284,6 +326,10 @@ func (s *Store) load(ctx context.Context, st State) (maxID int64, kineLeases []L
 	heap.Init(&s.lessor.expiries)
 	return maxID, kineLeases, nil
 }
+
+// errCompactedMeanwhile is load's: another process compacted between the
+// state it was given and its scan.
+var errCompactedMeanwhile = errors.New("backend: compacted during the index rebuild")
 
 // lastFinder is an index or an index being built.
 type lastFinder interface {

@@ -68,8 +68,8 @@ type process struct {
 	logPath  string
 }
 
-// startProcess starts the binary on db, with its output appended to
-// logPath, and waits until it answers a read.
+// startProcess starts the binary on db (see dbEndpoint), with its output
+// appended to logPath, and waits until it answers a read.
 func startProcess(t *testing.T, bin, db, logPath string) *process {
 	t.Helper()
 	return startProcessEnv(t, bin, db, logPath, nil)
@@ -105,7 +105,7 @@ func tryStartProcess(t *testing.T, bin, db, logPath string, env []string) (*proc
 	fmt.Fprintf(logf, "---- start on %s\n", addr)
 	// Small compaction steps, so that a kill often lands in the middle
 	// of a compaction.
-	cmd := exec.Command(bin, "--endpoint", "sqlite://"+db, "--listen-address", addr, "--metrics-bind-address", "0",
+	cmd := exec.Command(bin, "--endpoint", dbEndpoint(db), "--listen-address", addr, "--metrics-bind-address", "0",
 		"--compact-batch-size", "8")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if env != nil {
@@ -143,6 +143,15 @@ func tryStartProcess(t *testing.T, bin, db, logPath string, env []string) (*proc
 			return p, fmt.Errorf("kinelite does not answer after %v: %v", opTimeout, err)
 		}
 	}
+}
+
+// dbEndpoint is the --endpoint for db: a DSN as it is (PostgreSQL), else
+// the path of a SQLite file.
+func dbEndpoint(db string) string {
+	if strings.Contains(db, "://") {
+		return db
+	}
+	return "sqlite://" + db
 }
 
 // kill sends SIGKILL and reaps the process.
@@ -250,7 +259,10 @@ type crashWriter struct {
 	// exited, when set, is closed when the server process exits: a
 	// writer's error then is the process's death (a failpoint).
 	exited <-chan struct{}
-	seq    int
+	// stop, when closed, ends the writer after its current request, which
+	// it lets finish.
+	stop <-chan struct{}
+	seq  int
 }
 
 func (w *crashWriter) value() string {
@@ -260,6 +272,11 @@ func (w *crashWriter) value() string {
 
 func (w *crashWriter) run(ctx context.Context) {
 	for ctx.Err() == nil {
+		select {
+		case <-w.stop:
+			return
+		default:
+		}
 		if err := w.step(ctx); err != nil {
 			if !w.killed.Load() && !w.awaitExit() {
 				w.t.Errorf("writer %d: %v before any kill", w.id, err)
@@ -669,6 +686,15 @@ func (c *crashCheck) verify(cli *clientv3.Client, when string) {
 
 	// The history leads to the state a read shows.
 	if len(state.Kvs) != len(kvs) {
+		read := map[string]bool{}
+		for _, kv := range state.Kvs {
+			read[string(kv.Key)] = true
+		}
+		for key, kv := range kvs {
+			if !read[key] {
+				t.Errorf("%s: a read at %d misses %v, which the history has", when, cur, kv)
+			}
+		}
 		t.Errorf("%s: a read shows %d keys, the history %d", when, len(state.Kvs), len(kvs))
 	}
 	for _, kv := range state.Kvs {
@@ -779,7 +805,7 @@ func (c *crashCheck) verify(cli *clientv3.Client, when string) {
 		}
 		resp, err := cli.Get(ctx, "", clientv3.WithFromKey(), clientv3.WithRev(rev))
 		if err != nil {
-			t.Errorf("%s: read at %d: %v", when, rev, err)
+			t.Errorf("%s: read at %d (compacted at %d, the store at %d): %v", when, rev, c.compacted, cur, err)
 			continue
 		}
 		want := stateAt(history, rev)

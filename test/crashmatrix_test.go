@@ -61,6 +61,8 @@ type matrix struct {
 	log              *crashLog
 	c                *crashCheck
 	proc             *process
+	peer             *process // the second process of a "+peer" cycle, while it runs
+	points           []string // one round
 	leases           []expLease
 	// Per point: kills at that point (the process died there), and
 	// failpoints that were armed but not reached (the test then killed).
@@ -75,11 +77,17 @@ type expLease struct {
 }
 
 func TestCrashMatrix(t *testing.T) {
+	runMatrix(t, filepath.Join(t.TempDir(), "state.db"), matrixPoints)
+}
+
+// runMatrix runs the crash matrix on db (see dbEndpoint), points being
+// one round.
+func runMatrix(t *testing.T, db string, points []string) {
 	seed := testSeed(t)
 	t.Logf("seed %d: rerun with -diff.seed=%d (or KINELITE_TEST_SEED=%d)", seed, seed, seed)
 	dir := t.TempDir()
 	m := &matrix{t: t, r: rand.New(rand.NewSource(seed)), bin: buildKinelite(t),
-		db: filepath.Join(dir, "state.db"), logPath: filepath.Join(dir, "kinelite.log"),
+		db: db, logPath: filepath.Join(dir, "kinelite.log"), points: points,
 		log:   &crashLog{byValue: map[string]*crashAttempt{}, ackc: make(chan struct{}, 1)},
 		kills: map[string]int{}, missed: map[string]int{}}
 	m.c = &crashCheck{t: t, log: m.log}
@@ -87,13 +95,17 @@ func TestCrashMatrix(t *testing.T) {
 		if t.Failed() && m.proc != nil {
 			t.Logf("kinelite's log (tail):\n%s", m.proc.logTail())
 		}
+		if t.Failed() && m.peer != nil {
+			t.Logf("the other process's log (tail):\n%s", m.peer.logTail())
+		}
+
 	}()
 
 	m.proc = startProcess(t, m.bin, m.db, m.logPath)
 	m.createAccounts()
 	cycle := 0
 	for round := 0; round < *flagMatrixRounds; round++ {
-		for _, point := range matrixPoints {
+		for _, point := range m.points {
 			cycle++
 			m.runCycle(cycle, point)
 			if t.Failed() {
@@ -112,7 +124,7 @@ func TestCrashMatrix(t *testing.T) {
 		total, cycle, strings.Join(reached, ", "), m.missed)
 	t.Logf("%d requests sent, %d acknowledged, %d revisions, compacted at %d, %d watch events checked",
 		len(m.log.attempts), m.log.acked.Load(), len(m.c.history)+1, m.c.compacted, m.c.liveEvents)
-	for _, p := range matrixPoints {
+	for _, p := range m.points {
 		if m.kills[p] == 0 {
 			t.Errorf("no kill at %s", p)
 		}
@@ -156,8 +168,14 @@ func (m *matrix) spec(point string) string {
 
 // runCycle runs the writers and watches until a kill at point, then checks
 // and restarts.
-func (m *matrix) runCycle(cycle int, point string) {
+//
+// A point with the suffix "+peer" (PostgreSQL) also runs a second process
+// on the database, with writers of its own, which must keep serving through
+// the kill: its writers get no error, and go on until 30 more writes are
+// acknowledged; then the store is verified through it before it stops.
+func (m *matrix) runCycle(cycle int, name string) {
 	t := m.t
+	point, withPeer := strings.CutSuffix(name, "+peer")
 	spec := m.spec(point)
 	if point == "index-rebuild" {
 		spec = "" // the kill is the restart's; this cycle's is random
@@ -168,9 +186,11 @@ func (m *matrix) runCycle(cycle int, point string) {
 		m.stop()
 		m.proc, died = m.startArmed(spec)
 	}
-	t.Logf("cycle %d: %s %s", cycle, point, spec)
+	t.Logf("cycle %d: %s %s", cycle, name, spec)
 
 	var killed atomic.Bool
+	var peer *process
+	peerStop, peerDone := make(chan struct{}), make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var clients []*clientv3.Client
@@ -205,6 +225,30 @@ func (m *matrix) runCycle(cycle int, point string) {
 			wwg.Wait()
 			close(writersDone)
 		}()
+		if withPeer {
+			peer = startProcess(t, m.bin, m.db, m.logPath+".peer")
+			m.peer = peer
+			var pwg sync.WaitGroup
+			for i := 0; i < max(*flagCrashWriters/2, 1); i++ {
+				pcli := dial(t, peer.endpoint)
+				clients = append(clients, pcli)
+				// Never killed, no exited channel: any error fails. They
+				// stop by peerStop, not by ctx, so that no request of
+				// theirs is left in flight: it could still commit after
+				// the verification.
+				w := &crashWriter{t: t, id: cycle*100 + 50 + i, r: rand.New(rand.NewSource(m.r.Int63())), cli: pcli,
+					log: m.log, killed: new(atomic.Bool), stop: peerStop}
+				pwg.Add(1)
+				go func() {
+					defer pwg.Done()
+					w.run(context.Background())
+				}()
+			}
+			go func() {
+				pwg.Wait()
+				close(peerDone)
+			}()
+		}
 		if point == "compact-step" {
 			// Compact with the writers running: its steps interleave
 			// with their commits until the armed step kills.
@@ -224,6 +268,11 @@ func (m *matrix) runCycle(cycle int, point string) {
 				m.proc.kill()
 			}
 		}
+		if peer != nil {
+			m.awaitPeerAcks(30, peerDone)
+			close(peerStop)
+			<-peerDone
+		}
 		cancel()
 		wg.Wait()
 		for _, w := range watches {
@@ -237,7 +286,18 @@ func (m *matrix) runCycle(cycle int, point string) {
 	if t.Failed() {
 		return
 	}
-	m.countKill(point, spec, killed.Load())
+	m.countKill(name, spec, killed.Load())
+	if peer != nil {
+		pcli := dial(t, peer.endpoint)
+		m.resolveCompaction(pcli)
+		m.c.verify(pcli, fmt.Sprintf("cycle %d: through the other process, after the kill", cycle))
+		pcli.Close()
+		m.stopProcess(peer)
+		m.peer = nil
+		if t.Failed() {
+			return
+		}
+	}
 
 	rows := m.check(fmt.Sprintf("cycle %d: after the kill", cycle))
 	if point == "index-rebuild" || (point == "random" && m.r.Intn(2) == 0) {
@@ -248,7 +308,7 @@ func (m *matrix) runCycle(cycle int, point string) {
 	m.proc = startProcess(t, m.bin, m.db, m.logPath)
 	cli := dial(t, m.proc.endpoint)
 	defer cli.Close()
-	when := fmt.Sprintf("after kill %d (%s)", cycle, point)
+	when := fmt.Sprintf("after kill %d (%s)", cycle, name)
 	m.resolveCompaction(cli)
 	m.c.verify(cli, when)
 	// Leases reloaded at the restart may expire meanwhile: the events
@@ -300,9 +360,28 @@ func (m *matrix) expectFailpointExit(p *process, name string) {
 	}
 }
 
+// awaitPeerAcks waits until n more writes are acknowledged, all by the
+// peer's writers (the other process is dead).
+func (m *matrix) awaitPeerAcks(n int64, peerDone <-chan struct{}) {
+	target := m.log.acked.Load() + n
+	timeout := time.After(opTimeout)
+	for m.log.acked.Load() < target {
+		select {
+		case <-m.log.ackc:
+		case <-peerDone:
+			m.t.Errorf("the other process's writers stopped after the kill")
+			return
+		case <-timeout:
+			m.t.Errorf("the other process acknowledged no more writes in %v after the kill", opTimeout)
+			return
+		}
+	}
+}
+
 // stop stops the running process gracefully.
-func (m *matrix) stop() {
-	p := m.proc
+func (m *matrix) stop() { m.stopProcess(m.proc) }
+
+func (m *matrix) stopProcess(p *process) {
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		m.t.Fatalf("SIGTERM: %v", err)
 	}
@@ -343,7 +422,7 @@ var checkRows = regexp.MustCompile(`(\d+) rows`)
 
 // check runs `kinelite check` on the database and returns its row count.
 func (m *matrix) check(when string) int {
-	out, err := exec.Command(m.bin, "check", "-v", "--endpoint", "sqlite://"+m.db).CombinedOutput()
+	out, err := exec.Command(m.bin, "check", "-v", "--endpoint", dbEndpoint(m.db)).CombinedOutput()
 	if err != nil {
 		m.t.Fatalf("%s: kinelite check: %v\n%s", when, err, out)
 	}
@@ -365,7 +444,7 @@ func (m *matrix) killRebuild(rows int) {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "---- start with KINELITE_FAILPOINT=%s\n", spec)
-	cmd := exec.Command(m.bin, "--endpoint", "sqlite://"+m.db, "--listen-address", "127.0.0.1:0", "--metrics-bind-address", "0")
+	cmd := exec.Command(m.bin, "--endpoint", dbEndpoint(m.db), "--listen-address", "127.0.0.1:0", "--metrics-bind-address", "0")
 	cmd.Env = append(os.Environ(), "KINELITE_FAILPOINT="+spec)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

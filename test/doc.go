@@ -45,6 +45,15 @@
 // short lease has expired with its keys. -crash.matrix.rounds=N repeats the
 // round (each round: 8 cycles, 11 kills or so).
 //
+// crashmatrix_pg_test.go runs the same matrix on a PostgreSQL database of
+// its own ($KINELITE_TEST_POSTGRES, see backend/postgres/pgtest), without
+// the WAL checkpoint point, and with two cycles in which a second kinelite
+// process on the same database runs writers of its own through the kill of
+// the first: they must get no error and go on being acknowledged, and the
+// store is verified through that process before it stops. PostgreSQL
+// itself keeps running; the root package's TestPostgresRestart tests
+// restart it.
+//
 // crashwal_test.go grows the WAL past the length at which kinelite starts
 // it over (64 MiB) with large values, and kills as the RESTART checkpoint
 // starts and a few milliseconds into a passive checkpoint of a long WAL; it
