@@ -13,9 +13,9 @@ import (
 type fakeHeads struct {
 	rev     atomic.Int64
 	queries atomic.Int64
-	release chan struct{}    // one receive per query answered
-	began   chan int64       // the head each query read, as it starts
-	waiters chan int         // the readers each flight serves
+	release chan struct{} // one receive per query answered
+	began   chan int64    // the head each query read, as it starts
+	waiters chan int      // the readers each flight serves
 	g       *headGroup
 	wg      sync.WaitGroup
 	results chan readResult
