@@ -257,61 +257,6 @@ func (d *driver) RenewLease(ctx context.Context, id int64, expiresAt int64) (boo
 	return n > 0, err
 }
 
-// scanPage bounds the rows of one query of Scan.
-const scanPage = 10000
-
-const qScanPage = `SELECT id, name, COALESCE(created, 0), COALESCE(deleted, 0), COALESCE(create_revision, 0),
-	COALESCE(prev_revision, 0), COALESCE(lease, 0) FROM kine WHERE id > $1 ORDER BY id LIMIT $2`
-
-// Scan reads the rows after after in pages of scanPage, all in one
-// repeatable-read transaction, so that they are one snapshot of the table
-// even while other processes write and compact it. Pages make the planner
-// walk the primary key in order: a single unbounded query on a table without
-// statistics (a fresh or restored database) gets a bitmap scan and a sort that
-// spills to disk, several times slower.
-func (d *driver) Scan(ctx context.Context, after int64, fn func(backend.Row) error) error {
-	tx, err := d.read.BeginTx(ctx, &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true})
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // read-only; nothing to keep
-	for {
-		n, last, err := scanPageRows(ctx, tx, after, fn)
-		if err != nil {
-			return err
-		}
-		if n < scanPage {
-			return tx.Commit()
-		}
-		after = last
-	}
-}
-
-// scanPageRows calls fn for the page of rows after after, and returns how many
-// there were and the last one's ID.
-func scanPageRows(ctx context.Context, tx *sql.Tx, after int64, fn func(backend.Row) error) (int, int64, error) {
-	rows, err := tx.QueryContext(ctx, qScanPage, after, scanPage)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var r backend.Row
-		var created, deleted int64
-		if err := rows.Scan(&r.ID, &r.Name, &created, &deleted, &r.CreateRevision, &r.PrevRevision, &r.Lease); err != nil {
-			return 0, 0, err
-		}
-		r.Created, r.Deleted = created != 0, deleted != 0
-		if err := fn(r); err != nil {
-			return 0, 0, err
-		}
-		n++
-		after = r.ID
-	}
-	return n, after, rows.Err()
-}
-
 // Follow listens for other processes' commits on a connection of its own,
 // reconnecting after a failure, and calls changed after each notification
 // and after each (re)connection, until ctx ends.
