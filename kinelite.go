@@ -59,8 +59,9 @@ type Config struct {
 
 	// ConnectionPool bounds PostgreSQL connections (kine's
 	// --datastore-max-open-connections, --datastore-max-idle-connections and
-	// --datastore-connection-max-lifetime). Zero values: database/sql's
-	// defaults.
+	// --datastore-connection-max-lifetime). Zero values: no bound on open
+	// connections, 20 idle ones kept (kine's default; negative: none), no
+	// maximum lifetime.
 	ConnectionPool ConnectionPool
 
 	// ListenAddress is where clients connect: "HOST:PORT", "http://HOST:PORT",

@@ -229,9 +229,11 @@ func (s *Store) runFollower(ctx context.Context) {
 }
 
 // syncHead brings the process up to the database's head: every revision any
-// process committed before the call is visible when it returns.
+// process committed before the call is visible when it returns. Concurrent
+// calls share head queries (headGroup), each answered by one that started
+// after it was made.
 func (s *Store) syncHead(ctx context.Context) error {
-	head, err := s.shared.Head(ctx)
+	head, err := s.heads.get(ctx)
 	if err != nil {
 		return unavailable(err)
 	}

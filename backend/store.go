@@ -90,6 +90,7 @@ type Store struct {
 	log     *slog.Logger
 	driver  Driver
 	shared  SharedDriver // driver, when other processes share its database
+	heads   *headGroup   // shares the readers' head queries (shared database)
 	index   *index.Index
 	lessor  *lessor
 	sink    EventSink
@@ -119,8 +120,13 @@ type Store struct {
 func New(driver Driver, cfg Config) *Store {
 	cfg.setDefaults()
 	shared, _ := driver.(SharedDriver)
+	var heads *headGroup
+	if shared != nil {
+		heads = &headGroup{query: shared.Head}
+	}
 	return &Store{
 		shared:  shared,
+		heads:   heads,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		driver:  driver,

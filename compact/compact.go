@@ -54,10 +54,11 @@ type Config struct {
 	// (kine's --compact-batch-size). Default DefaultBatchRevisions.
 	BatchRevisions int64
 
-	// StepTarget is how long a step should take: the window shrinks when
-	// steps run longer and grows back (up to BatchRevisions) when they run
-	// shorter, so that a write never waits much longer than this behind
-	// compaction, whatever the rows cost. Default DefaultStepTarget.
+	// StepTarget is how long a step should take beyond what any commit
+	// costs: the window shrinks when steps run longer and grows back (up to
+	// BatchRevisions) when they run shorter, so that a write never waits
+	// much longer than this (and one commit) behind compaction, whatever the
+	// rows cost. Default DefaultStepTarget.
 	StepTarget time.Duration
 
 	// DutyCycle is the largest fraction of time the compactor's work on
@@ -238,10 +239,19 @@ func (c *Compactor) run() {
 }
 
 // drain steps until the deletions catch up with the compact revision,
-// sizing each step's window so that it takes about StepTarget.
+// sizing each step's window so that its rows take about StepTarget on top of
+// what any commit costs. That fixed cost (a transaction's round trips and its
+// flush: a millisecond on SQLite, ten or more on a busy PostgreSQL) is
+// estimated as the quickest step of the drain; counting it against the target
+// would shrink the window to its minimum wherever a commit alone takes longer
+// than the target, and compaction would crawl without sparing writers
+// anything. Likewise a single slow step does not shrink the window: on a
+// shared machine or database it is as often noise as the window's rows.
 func (c *Compactor) drain() {
 	ctx := context.Background()
 	window := min(c.cfg.BatchRevisions, 100)
+	fixed := time.Duration(-1)
+	slow := false // the previous step ran long
 	for c.store.CompactedThrough() < c.store.CompactRevision() {
 		select {
 		case <-c.stopc:
@@ -269,11 +279,22 @@ func (c *Compactor) drain() {
 		c.metrics.steps.Observe(took.Seconds())
 		c.metrics.rowsDeleted.Add(float64(deleted))
 		c.log.Debug("compaction step", "through", through, "deleted", deleted, "window", window, "took", took)
-		switch {
-		case took > 2*c.cfg.StepTarget:
-			window = max(window/2, minStepRevisions)
-		case took < c.cfg.StepTarget/2:
+		if fixed < 0 || took < fixed {
+			fixed = took
+		}
+		switch rows := took - fixed; {
+		case rows > 2*c.cfg.StepTarget:
+			// One slow step is as often a busy machine as a large window:
+			// shrink after two in a row.
+			if slow {
+				window = max(window/2, minStepRevisions)
+			}
+			slow = !slow
+		case rows < c.cfg.StepTarget/2:
 			window = min(window*2, c.cfg.BatchRevisions)
+			slow = false
+		default:
+			slow = false
 		}
 		c.mu.Lock()
 		close(c.progressc)

@@ -33,10 +33,11 @@ type Config struct {
 	// what the DSN's sslmode asks for.
 	TLS *tls.Config
 
-	// MaxOpenConns and MaxIdleConns bound the reading pool (0: database/sql's
-	// defaults; kine's --datastore-max-open-connections and
-	// --datastore-max-idle-connections). ConnMaxLifetime closes connections
-	// older than it (0: never).
+	// MaxOpenConns bounds the reading pool (0: no bound) and MaxIdleConns
+	// the connections it keeps open between queries (0:
+	// DefaultMaxIdleConns, negative: none); kine's
+	// --datastore-max-open-connections and --datastore-max-idle-connections.
+	// ConnMaxLifetime closes connections older than it (0: never).
 	MaxOpenConns    int
 	MaxIdleConns    int
 	ConnMaxLifetime time.Duration
@@ -82,6 +83,15 @@ func redactErr(err error, dsn string) string {
 	return redact.DSN(strings.ReplaceAll(err.Error(), dsn, "<dsn>"))
 }
 
+// DefaultMaxIdleConns is how many idle reading connections are kept, as
+// kine keeps: database/sql's default of 2 makes concurrent readers open and
+// close a PostgreSQL connection (a server process) for most queries.
+const DefaultMaxIdleConns = 20
+
+// idleTimeout closes reading connections idle that long (kine's default
+// --datastore-connection-max-idle-time).
+const idleTimeout = 2 * time.Minute
+
 // advisory lock keys: "kinelite" as a big-endian int64, and one more for
 // schema creation.
 const (
@@ -122,10 +132,16 @@ func Open(ctx context.Context, cfg Config) (backend.Driver, error) {
 	if cfg.MaxOpenConns > 0 {
 		read.SetMaxOpenConns(cfg.MaxOpenConns)
 	}
-	if cfg.MaxIdleConns != 0 {
+	switch {
+	case cfg.MaxIdleConns == 0:
+		read.SetMaxIdleConns(DefaultMaxIdleConns)
+	case cfg.MaxIdleConns < 0:
+		read.SetMaxIdleConns(0)
+	default:
 		read.SetMaxIdleConns(cfg.MaxIdleConns)
 	}
 	read.SetConnMaxLifetime(cfg.ConnMaxLifetime)
+	read.SetConnMaxIdleTime(idleTimeout)
 	write := stdlib.OpenDB(*conf)
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)

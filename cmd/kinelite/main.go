@@ -101,7 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*o
 	fs.StringVar(&c.BackendTLS.KeyFile, "key-file", "", "client key for PostgreSQL")
 	fs.BoolVar(&c.BackendTLS.SkipVerify, "skip-verify", false, "do not verify PostgreSQL's certificate")
 	fs.IntVar(&c.ConnectionPool.MaxOpen, "datastore-max-open-connections", 0, "PostgreSQL connections for reads, at most (0: unlimited)")
-	fs.IntVar(&c.ConnectionPool.MaxIdle, "datastore-max-idle-connections", 0, "idle PostgreSQL connections kept (0: database/sql's default, 2)")
+	fs.IntVar(&c.ConnectionPool.MaxIdle, "datastore-max-idle-connections", 0, "idle PostgreSQL connections kept (0: 20, as kine; negative: none)")
 	fs.DurationVar(&c.ConnectionPool.MaxLifetime, "datastore-connection-max-lifetime", 0, "close PostgreSQL connections older than this (0: never)")
 
 	if err := fs.Parse(args); err != nil {
