@@ -13,7 +13,7 @@ import (
 // Defaults for Config.
 const (
 	DefaultBatchRevisions     = 1000
-	DefaultStepTarget         = 10 * time.Millisecond
+	DefaultStepTarget         = 3 * time.Millisecond
 	DefaultDutyCycle          = 0.5
 	minStepRevisions          = 8
 	DefaultMinRetain          = 1000
