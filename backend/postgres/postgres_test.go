@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"testing"
 
 	"github.com/kinelite/kinelite/backend"
@@ -14,17 +13,7 @@ func TestContract(t *testing.T) {
 	pgtest.Server(t)
 	backendtest.Run(t, func(t *testing.T) backendtest.Opener {
 		dsn := pgtest.NewDatabase(t)
-		return func(t *testing.T) backend.Driver {
-			cfg, err := postgres.ParseDSN(dsn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			d, err := postgres.Open(context.Background(), cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d
-		}
+		return func(t *testing.T) backend.Driver { return openDriver(t, dsn) }
 	})
 }
 

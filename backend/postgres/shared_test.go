@@ -12,7 +12,8 @@ import (
 )
 
 // openStore starts a store on dsn, closed when t ends.
-func openStore(t *testing.T, dsn string) *backend.Store {
+// openDriver opens the PostgreSQL driver on dsn.
+func openDriver(t *testing.T, dsn string) backend.SharedDriver {
 	t.Helper()
 	cfg, err := postgres.ParseDSN(dsn)
 	if err != nil {
@@ -22,7 +23,12 @@ func openStore(t *testing.T, dsn string) *backend.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := backend.New(d, backend.Config{})
+	return d.(backend.SharedDriver)
+}
+
+func openStore(t *testing.T, dsn string) *backend.Store {
+	t.Helper()
+	s := backend.New(openDriver(t, dsn), backend.Config{})
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +138,7 @@ func TestRebuildDuringAnotherProcessCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg, err := postgres.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := postgres.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped := &stepAfterState{SharedDriver: d.(backend.SharedDriver), step: func() {
+	wrapped := &stepAfterState{SharedDriver: openDriver(t, dsn), step: func() {
 		if through, _, err := a.CompactStep(ctx, rev); err != nil || through != rev {
 			t.Errorf("compaction step: through %d, %v", through, err)
 		}
@@ -168,15 +166,7 @@ func TestRebuildDuringAnotherProcessLeaseGrant(t *testing.T) {
 	a := openStore(t, dsn)
 	ctx := context.Background()
 	const id, ttl = 0x1234567890, 30
-	cfg, err := postgres.ParseDSN(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := postgres.Open(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wrapped := &stepAfterState{SharedDriver: d.(backend.SharedDriver), step: func() {
+	wrapped := &stepAfterState{SharedDriver: openDriver(t, dsn), step: func() {
 		if _, err := a.LeaseGrant(ctx, id, ttl); err != nil {
 			t.Error(err)
 		}
