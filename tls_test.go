@@ -67,20 +67,26 @@ func writePEM(t *testing.T, dir, name string, data []byte) string {
 	return p
 }
 
-// TestClientCertificateAuthentication serves TLS with a trusted CA: only a
-// client certificate from that CA, still valid, gets in.
-func TestClientCertificateAuthentication(t *testing.T) {
+// startTLSServer starts a server with a certificate ca issued, which
+// accepts only client certificates from ca.
+func startTLSServer(t *testing.T, ca *pki) *testServer {
 	dir := t.TempDir()
-	ca := newCA(t, "kinelite test CA")
-	other := newCA(t, "another CA")
 	srvCert, srvKey := ca.issue("server", time.Now().Add(time.Hour))
-	ts := startServer(t, func(c *kinelite.Config) {
+	return startServer(t, func(c *kinelite.Config) {
 		c.ServerTLS = kinelite.TLSFiles{
 			CertFile:      writePEM(t, dir, "server.pem", srvCert),
 			KeyFile:       writePEM(t, dir, "server-key.pem", srvKey),
 			TrustedCAFile: writePEM(t, dir, "ca.pem", ca.pem),
 		}
 	})
+}
+
+// TestClientCertificateAuthentication serves TLS with a trusted CA: only a
+// client certificate from that CA, still valid, gets in.
+func TestClientCertificateAuthentication(t *testing.T) {
+	ca := newCA(t, "kinelite test CA")
+	other := newCA(t, "another CA")
+	ts := startTLSServer(t, ca)
 	ep := ts.srv.Endpoints()[0]
 	if ep[:8] != "https://" {
 		t.Fatalf("endpoint %q is not https", ep)
@@ -164,16 +170,8 @@ func (ca *pki) issueWith(name string, notBefore, notAfter time.Time, usages ...x
 // the server certificate against the socket file's base name, so the server
 // certificate would need that name; TCP covers the client side.)
 func TestClientCertificateEdgeCases(t *testing.T) {
-	dir := t.TempDir()
 	ca := newCA(t, "kinelite test CA")
-	srvCert, srvKey := ca.issue("server", time.Now().Add(time.Hour))
-	ts := startServer(t, func(c *kinelite.Config) {
-		c.ServerTLS = kinelite.TLSFiles{
-			CertFile:      writePEM(t, dir, "server.pem", srvCert),
-			KeyFile:       writePEM(t, dir, "server-key.pem", srvKey),
-			TrustedCAFile: writePEM(t, dir, "ca.pem", ca.pem),
-		}
-	})
+	ts := startTLSServer(t, ca)
 	ep := ts.srv.Endpoints()[0]
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.cert)
