@@ -12,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/apis/example"
 	examplev1 "k8s.io/apiserver/pkg/apis/example/v1"
 	"k8s.io/apiserver/pkg/features"
+	"k8s.io/apiserver/pkg/storage"
 	"k8s.io/apiserver/pkg/storage/etcd3"
 	storagetesting "k8s.io/apiserver/pkg/storage/testing"
 	"k8s.io/apiserver/pkg/storage/value"
@@ -109,62 +110,43 @@ func newSwitchableCodec() *switchableCodec {
 
 func TestStore(t *testing.T) {
 	// Groups that take only the store.
+	storeOnly := []struct {
+		name string
+		run  func(context.Context, *testing.T, storage.Interface)
+	}{
+		{"CreateWithTTL", storagetesting.RunTestCreateWithTTL},
+		{"CreateWithKeyExist", storagetesting.RunTestCreateWithKeyExist},
+		{"Get", storagetesting.RunTestGet},
+		{"UnconditionalDelete", storagetesting.RunTestUnconditionalDelete},
+		{"ConditionalDelete", storagetesting.RunTestConditionalDelete},
+		{"DeleteWithSuggestion", storagetesting.RunTestDeleteWithSuggestion},
+		{"DeleteWithSuggestionAndConflict", storagetesting.RunTestDeleteWithSuggestionAndConflict},
+		{"DeleteWithSuggestionOfDeletedObject", storagetesting.RunTestDeleteWithSuggestionOfDeletedObject},
+		{"ValidateDeletionWithSuggestion", storagetesting.RunTestValidateDeletionWithSuggestion},
+		{"ValidateDeletionWithOnlySuggestionValid", storagetesting.RunTestValidateDeletionWithOnlySuggestionValid},
+		{"DeleteWithConflict", storagetesting.RunTestDeleteWithConflict},
+		{"PreconditionalDeleteWithSuggestion", storagetesting.RunTestPreconditionalDeleteWithSuggestion},
+		{"PreconditionalDeleteWithSuggestionPass", storagetesting.RunTestPreconditionalDeleteWithOnlySuggestionPass},
+		{"ListPaging", storagetesting.RunTestListPaging},
+		{"GetListRecursivePrefix", storagetesting.RunTestGetListRecursivePrefix},
+		{"KeySchema", storagetesting.RunTestKeySchema},
+		{"GuaranteedUpdateWithTTL", storagetesting.RunTestGuaranteedUpdateWithTTL},
+		{"GuaranteedUpdateWithConflict", storagetesting.RunTestGuaranteedUpdateWithConflict},
+		{"GuaranteedUpdateWithSuggestionAndConflict", storagetesting.RunTestGuaranteedUpdateWithSuggestionAndConflict},
+		{"NamespaceScopedList", storagetesting.RunTestNamespaceScopedList},
+	}
+	for _, g := range storeOnly {
+		t.Run(g.name, func(t *testing.T) {
+			e := newEnv(t)
+			g.run(e.ctx, t, e.store)
+		})
+	}
+
+	// Groups that take more of the environment.
 	plain := []struct {
 		name string
 		run  func(context.Context, *testing.T, *env)
 	}{
-		{"CreateWithTTL", func(ctx context.Context, t *testing.T, e *env) { storagetesting.RunTestCreateWithTTL(ctx, t, e.store) }},
-		{"CreateWithKeyExist", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestCreateWithKeyExist(ctx, t, e.store)
-		}},
-		{"Get", func(ctx context.Context, t *testing.T, e *env) { storagetesting.RunTestGet(ctx, t, e.store) }},
-		{"UnconditionalDelete", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestUnconditionalDelete(ctx, t, e.store)
-		}},
-		{"ConditionalDelete", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestConditionalDelete(ctx, t, e.store)
-		}},
-		{"DeleteWithSuggestion", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestDeleteWithSuggestion(ctx, t, e.store)
-		}},
-		{"DeleteWithSuggestionAndConflict", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestDeleteWithSuggestionAndConflict(ctx, t, e.store)
-		}},
-		{"DeleteWithSuggestionOfDeletedObject", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestDeleteWithSuggestionOfDeletedObject(ctx, t, e.store)
-		}},
-		{"ValidateDeletionWithSuggestion", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestValidateDeletionWithSuggestion(ctx, t, e.store)
-		}},
-		{"ValidateDeletionWithOnlySuggestionValid", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestValidateDeletionWithOnlySuggestionValid(ctx, t, e.store)
-		}},
-		{"DeleteWithConflict", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestDeleteWithConflict(ctx, t, e.store)
-		}},
-		{"PreconditionalDeleteWithSuggestion", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestPreconditionalDeleteWithSuggestion(ctx, t, e.store)
-		}},
-		{"PreconditionalDeleteWithSuggestionPass", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestPreconditionalDeleteWithOnlySuggestionPass(ctx, t, e.store)
-		}},
-		{"ListPaging", func(ctx context.Context, t *testing.T, e *env) { storagetesting.RunTestListPaging(ctx, t, e.store) }},
-		{"GetListRecursivePrefix", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestGetListRecursivePrefix(ctx, t, e.store)
-		}},
-		{"KeySchema", func(ctx context.Context, t *testing.T, e *env) { storagetesting.RunTestKeySchema(ctx, t, e.store) }},
-		{"GuaranteedUpdateWithTTL", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestGuaranteedUpdateWithTTL(ctx, t, e.store)
-		}},
-		{"GuaranteedUpdateWithConflict", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestGuaranteedUpdateWithConflict(ctx, t, e.store)
-		}},
-		{"GuaranteedUpdateWithSuggestionAndConflict", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestGuaranteedUpdateWithSuggestionAndConflict(ctx, t, e.store)
-		}},
-		{"NamespaceScopedList", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestNamespaceScopedList(ctx, t, e.store)
-		}},
 		{"Create", func(ctx context.Context, t *testing.T, e *env) {
 			storagetesting.RunTestCreate(ctx, t, e.store, storedObjectValid(e))
 		}},
