@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apiserver/pkg/features"
+	"k8s.io/apiserver/pkg/storage"
 	storagetesting "k8s.io/apiserver/pkg/storage/testing"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	featuregatetesting "k8s.io/component-base/featuregate/testing"
@@ -16,46 +17,40 @@ import (
 // wires them, each on a fresh kinelite.
 
 func TestWatch(t *testing.T) {
+	// Groups that take only the store.
+	storeOnly := []struct {
+		name string
+		run  func(context.Context, *testing.T, storage.Interface)
+	}{
+		{"Watch", storagetesting.RunTestWatch},
+		{"ClusterScopedWatch", storagetesting.RunTestClusterScopedWatch},
+		{"NamespaceScopedWatch", storagetesting.RunTestNamespaceScopedWatch},
+		{"DeleteTriggerWatch", storagetesting.RunTestDeleteTriggerWatch},
+		{"WatchFromNonZero", storagetesting.RunTestWatchFromNonZero},
+		{"DelayedWatchDelivery", storagetesting.RunTestDelayedWatchDelivery},
+		{"WatchContextCancel", storagetesting.RunTestWatchContextCancel},
+		{"WatcherTimeout", storagetesting.RunTestWatcherTimeout},
+		{"WatchDeleteEventObjectHaveLatestRV", storagetesting.RunTestWatchDeleteEventObjectHaveLatestRV},
+		{"WatchInitializationSignal", storagetesting.RunTestWatchInitializationSignal},
+		{"SendInitialEventsBackwardCompatibility", storagetesting.RunSendInitialEventsBackwardCompatibility},
+	}
+	for _, g := range storeOnly {
+		t.Run(g.name, func(t *testing.T) {
+			e := newEnv(t)
+			g.run(e.ctx, t, e.store)
+		})
+	}
+
+	// Groups that take more of the environment.
 	plain := []struct {
 		name string
 		run  func(context.Context, *testing.T, *env)
 	}{
-		{"Watch", func(ctx context.Context, t *testing.T, e *env) { storagetesting.RunTestWatch(ctx, t, e.store) }},
-		{"ClusterScopedWatch", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestClusterScopedWatch(ctx, t, e.store)
-		}},
-		{"NamespaceScopedWatch", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestNamespaceScopedWatch(ctx, t, e.store)
-		}},
-		{"DeleteTriggerWatch", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestDeleteTriggerWatch(ctx, t, e.store)
-		}},
 		{"WatchFromZero", func(ctx context.Context, t *testing.T, e *env) {
 			storagetesting.RunTestWatchFromZero(ctx, t, e.store, compaction(e.client, e.compactRevision))
 		}},
-		{"WatchFromNonZero", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestWatchFromNonZero(ctx, t, e.store)
-		}},
-		{"DelayedWatchDelivery", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestDelayedWatchDelivery(ctx, t, e.store)
-		}},
 		{"WatchError", func(ctx context.Context, t *testing.T, e *env) {
 			storagetesting.RunTestWatchError(ctx, t, e.prefixTransformerStore())
-		}},
-		{"WatchContextCancel", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestWatchContextCancel(ctx, t, e.store)
-		}},
-		{"WatcherTimeout", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestWatcherTimeout(ctx, t, e.store)
-		}},
-		{"WatchDeleteEventObjectHaveLatestRV", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestWatchDeleteEventObjectHaveLatestRV(ctx, t, e.store)
-		}},
-		{"WatchInitializationSignal", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunTestWatchInitializationSignal(ctx, t, e.store)
-		}},
-		{"SendInitialEventsBackwardCompatibility", func(ctx context.Context, t *testing.T, e *env) {
-			storagetesting.RunSendInitialEventsBackwardCompatibility(ctx, t, e.store)
 		}},
 		{"WatchErrorEventIsBlockingFurtherEvent", func(ctx context.Context, t *testing.T, e *env) {
 			storagetesting.RunWatchErrorIsBlockingFurtherEvents(ctx, t, e.prefixTransformerStore())
