@@ -157,21 +157,33 @@ func (l *load) txn(ctx context.Context, cli *clientv3.Client, cmp clientv3.Cmp, 
 func (l *load) create(ctx context.Context, cli *clientv3.Client) {
 	res, ns := rand.IntN(eventsResource), rand.IntN(l.s.cfg.Namespaces)
 	key := fmt.Sprintf("/registry/%s/ns-%02d/obj-%08d", resources[res], ns, l.seq.Add(1))
-	resp, err := l.txn(ctx, cli, clientv3.Compare(clientv3.ModRevision(key), "=", 0), clientv3.OpPut(key, l.value()), clientv3.OpGet(key))
-	if err != nil {
-		l.failed(ctx, "create "+key, err)
-		return
-	}
-	if !resp.Succeeded {
-		l.s.fail("create of the new key %s found it existing", key)
+	rev, ok := l.createKey(ctx, cli, key)
+	if !ok {
 		return
 	}
 	l.creates.Add(1)
-	l.s.ws.acked(resp.Header.Revision, key, false)
 	l.mu.Lock()
 	l.keys = append(l.keys, key)
-	l.live[key] = resp.Header.Revision
+	l.live[key] = rev
 	l.mu.Unlock()
+}
+
+// createKey creates key, which must not exist, as the apiserver does, and
+// records the write as acknowledged. It returns the write's revision, or
+// false when the create failed (and was reported).
+func (l *load) createKey(ctx context.Context, cli *clientv3.Client, key string, opts ...clientv3.OpOption) (int64, bool) {
+	resp, err := l.txn(ctx, cli, clientv3.Compare(clientv3.ModRevision(key), "=", 0),
+		clientv3.OpPut(key, l.value(), opts...), clientv3.OpGet(key))
+	if err != nil {
+		l.failed(ctx, "create "+key, err)
+		return 0, false
+	}
+	if !resp.Succeeded {
+		l.s.fail("create of the new key %s found it existing", key)
+		return 0, false
+	}
+	l.s.ws.acked(resp.Header.Revision, key, false)
+	return resp.Header.Revision, true
 }
 
 func (l *load) createEvent(ctx context.Context, cli *clientv3.Client) {
@@ -180,18 +192,9 @@ func (l *load) createEvent(ctx context.Context, cli *clientv3.Client) {
 		return
 	}
 	key := fmt.Sprintf("/registry/events/ns-%02d/ev-%08d", rand.IntN(l.s.cfg.Namespaces), l.seq.Add(1))
-	resp, err := l.txn(ctx, cli, clientv3.Compare(clientv3.ModRevision(key), "=", 0),
-		clientv3.OpPut(key, l.value(), clientv3.WithLease(lease)), clientv3.OpGet(key))
-	if err != nil {
-		l.failed(ctx, "create "+key, err)
-		return
+	if _, ok := l.createKey(ctx, cli, key, clientv3.WithLease(lease)); ok {
+		l.eventCreates.Add(1)
 	}
-	if !resp.Succeeded {
-		l.s.fail("create of the new key %s found it existing", key)
-		return
-	}
-	l.eventCreates.Add(1)
-	l.s.ws.acked(resp.Header.Revision, key, false)
 }
 
 // pick returns a live key and its last seen mod revision; hot picks among
