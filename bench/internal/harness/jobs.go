@@ -216,28 +216,9 @@ func (j clientJob) run(ctx context.Context, h *harness, kind *servers.Kind, roun
 	if h.cfg.Profile {
 		m.profilePath = filepath.Join(h.outDir, "profiles", fmt.Sprintf("r%d-%s-%s.pprof", round, j.name(), kind.Name))
 	}
-	env := &workload.Env{
-		Server:     kind.Name,
-		MultiOpTxn: kind.MultiOpTxn,
-		Clients:    clients,
-		ValueSize:  h.cfg.ValueSize,
-		Begin:      m.begin,
-		End:        m.end,
-		DBSize:     func() (int64, error) { return kind.Store.Size(dataDir) },
-		Logf: func(format string, args ...any) {
-			h.logf("  %s/%s: %s", j.name(), kind.Name, fmt.Sprintf(format, args...))
-		},
-	}
-	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	env := h.workloadEnv(j.name(), kind, dataDir, clients, m.begin, m.end)
+	wctx, cancel := h.workloadContext(ctx, proc)
 	defer cancel()
-	// A server that dies ends the workload at once.
-	go func() {
-		select {
-		case <-proc.Exited():
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
 	began := time.Now()
 	res, err := j.w.Run(wctx, env)
 	m.end()
@@ -263,6 +244,39 @@ func (j clientJob) run(ctx context.Context, h *harness, kind *servers.Kind, roun
 	}
 	failed = false
 	return res, warning, nil
+}
+
+// workloadEnv is what a workload named name gets on kind: clients, the
+// meter's begin and end, the database size and a log prefixed with both names.
+func (h *harness) workloadEnv(name string, kind *servers.Kind, dataDir string, clients []*clientv3.Client, begin, end func()) *workload.Env {
+	return &workload.Env{
+		Server:     kind.Name,
+		MultiOpTxn: kind.MultiOpTxn,
+		Clients:    clients,
+		ValueSize:  h.cfg.ValueSize,
+		Begin:      begin,
+		End:        end,
+		DBSize:     func() (int64, error) { return kind.Store.Size(dataDir) },
+		Logf: func(format string, args ...any) {
+			h.logf("  %s/%s: %s", name, kind.Name, fmt.Sprintf(format, args...))
+		},
+	}
+}
+
+// workloadContext bounds a workload by the configured timeout and ends it at
+// once when one of the server processes exits.
+func (h *harness) workloadContext(ctx context.Context, procs ...*servers.Proc) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	for _, p := range procs {
+		go func() {
+			select {
+			case <-p.Exited():
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+	}
+	return wctx, cancel
 }
 
 func joinWarn(a, b string) string {

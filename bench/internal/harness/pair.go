@@ -92,31 +92,10 @@ func (j pairJob) run(ctx context.Context, h *harness, kind *servers.Kind, round 
 		m.a.profilePath = filepath.Join(h.outDir, "profiles", fmt.Sprintf("r%d-%s-%s-a.pprof", round, j.name(), kind.Name))
 		m.b.profilePath = filepath.Join(h.outDir, "profiles", fmt.Sprintf("r%d-%s-%s-b.pprof", round, j.name(), kind.Name))
 	}
-	env := &workload.Env{
-		Server:     kind.Name,
-		MultiOpTxn: kind.MultiOpTxn,
-		Clients:    clientsA,
-		Peer:       clientsB,
-		ValueSize:  h.cfg.ValueSize,
-		Begin:      m.begin,
-		End:        m.end,
-		DBSize:     func() (int64, error) { return kind.Store.Size(dataDir) },
-		Logf: func(format string, args ...any) {
-			h.logf("  %s/%s: %s", j.name(), kind.Name, fmt.Sprintf(format, args...))
-		},
-	}
-	wctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
+	env := h.workloadEnv(j.name(), kind, dataDir, clientsA, m.begin, m.end)
+	env.Peer = clientsB
+	wctx, cancel := h.workloadContext(ctx, a, b)
 	defer cancel()
-	// A server that dies ends the workload at once.
-	go func() {
-		select {
-		case <-a.Exited():
-			cancel()
-		case <-b.Exited():
-			cancel()
-		case <-wctx.Done():
-		}
-	}()
 	began := time.Now()
 	res, err := j.w.Run(wctx, env)
 	m.end()
