@@ -1,7 +1,6 @@
 package kinelite_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,26 +21,9 @@ import (
 
 	"github.com/kinelite/kinelite"
 	"github.com/kinelite/kinelite/backend/postgres/pgtest"
+	"github.com/kinelite/kinelite/internal/syncbuf"
 	"github.com/kinelite/kinelite/server"
 )
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // Secrets planted in DSNs; none may reach a log line or an error.
 var dsnSecrets = []string{"S3cretUserPW", "S3cretQueryPW", "S3cretSSLPW"}
@@ -75,7 +56,7 @@ func TestDSNSecretsNeverLogged(t *testing.T) {
 	}
 	for i, dsn := range failing {
 		t.Run(fmt.Sprint("failing", i), func(t *testing.T) {
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			srv, err := kinelite.Open(ctx, kinelite.Config{Endpoint: dsn, ListenAddress: "127.0.0.1:0",
@@ -103,7 +84,7 @@ func TestDSNSecretsNeverLogged(t *testing.T) {
 		q.Set("password", "S3cretQueryPW")
 		q.Set("sslpassword", "S3cretSSLPW")
 		u.RawQuery = q.Encode()
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		srv, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: u.String(), ListenAddress: "127.0.0.1:0",
 			Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 		if err != nil {

@@ -11,32 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kinelite/kinelite/backend/postgres/pgtest"
+	"github.com/kinelite/kinelite/internal/syncbuf"
 )
-
-// lockedBuffer is a bytes.Buffer a logger and a test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func httpGet(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -65,7 +47,7 @@ func TestMetricsLoopbackAndProfilingOffByDefault(t *testing.T) {
 	reg := prometheus.NewRegistry()
 
 	// The defaults' shape, on a free port.
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	stop, addr, err := serveMetrics(strings.Replace(o.metricsAddress, ":8080", ":0", 1), o.profiling, reg, log)
 	if err != nil {
@@ -153,7 +135,7 @@ func TestStartupLogsHoldNoDSNSecret(t *testing.T) {
 		q.Set("password", "S3cretQueryPW")
 		q.Set("sslpassword", "S3cretSSLPW")
 		u.RawQuery = q.Encode()
-		var errb lockedBuffer
+		var errb syncbuf.Buffer
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() {
