@@ -83,6 +83,9 @@ func (s *Store) runCommitter() {
 		select {
 		case <-s.stopc:
 			s.failQueued()
+			if s.syncq != nil {
+				close(s.syncq) // the syncer finishes the groups in flight
+			}
 			return
 		case first = <-s.reqc:
 		}
@@ -114,6 +117,64 @@ func (s *Store) runCommitter() {
 	}
 }
 
+// runSyncer makes committed groups durable and then publishes and
+// acknowledges them, in commit order, while the committer goes on with the
+// next group. One sync covers every group committed before it starts.
+func (s *Store) runSyncer() {
+	defer s.wg.Done()
+	var groups []*batch
+	for b := range s.syncq {
+		groups = append(groups[:0], b)
+	drain:
+		for {
+			select {
+			case b, ok := <-s.syncq:
+				if !ok {
+					break drain
+				}
+				groups = append(groups, b)
+			default:
+				break drain
+			}
+		}
+		err := s.syncFailure()
+		if err == nil && slices.ContainsFunc(groups, func(b *batch) bool { return b.tx != nil }) {
+			began := time.Now()
+			if err = s.driver.SyncCommitted(); err != nil {
+				err = unavailable(fmt.Errorf("sync committed writes: %w", err))
+				s.failSyncs(err)
+			}
+			s.metrics.syncDuration.Observe(time.Since(began).Seconds())
+		}
+		for _, b := range groups {
+			if err != nil {
+				b.finish(err)
+			} else {
+				b.publish()
+				b.finish(nil)
+			}
+		}
+		clear(groups)
+	}
+}
+
+// failSyncs records that a sync failed. What was committed since the last
+// good sync may not be on disk, and SQLite cannot take it back: the store
+// refuses every write from then on (reads go on at the last durable
+// revision). A restart recovers what the disk holds.
+func (s *Store) failSyncs(err error) {
+	s.syncErr.CompareAndSwap(nil, &err)
+	s.log.Error("syncing committed writes failed; this store refuses writes until it is restarted", "err", err)
+}
+
+// syncFailure is the error of a failed sync, or nil.
+func (s *Store) syncFailure() error {
+	if p := s.syncErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 func (s *Store) failQueued() {
 	for {
 		select {
@@ -129,37 +190,97 @@ func (s *Store) runSolo(o soloOp) { s.commit([]op{o}) }
 
 // commit applies one group of ops. The batch is not tied to any caller's
 // context: one client giving up must not abort the others' writes.
+//
+// On a database of its own, the group is handed to the syncer once its
+// transaction commits, and commit returns without waiting for the sync: the
+// next group is evaluated and written meanwhile, on top of this one's index
+// entries (see batch.settle for what must wait). On a shared database the
+// committer syncs and publishes each group before the next, as other
+// processes' writes are caught up with at the start of each.
 func (s *Store) commit(ops []op) {
 	ctx := context.Background()
-	began := time.Now()
-	b := newBatch(s)
+	b := newBatch(s, ops)
 	s.metrics.commitOps.Observe(float64(len(ops)))
-	defer func() { s.metrics.commitDuration.Observe(time.Since(began).Seconds()) }()
-	if err := b.run(ctx, ops); err != nil {
-		s.metrics.commits.WithLabelValues("error").Inc()
+	err := s.syncFailure()
+	if err == nil {
+		err = b.run(ctx, ops)
+	}
+	if err != nil {
 		b.undo()
-		err = unavailable(err)
-		s.log.Error("group commit failed; its requests are refused", "err", err, "requests", len(ops))
-		for _, o := range ops {
-			o.done(err)
-		}
+		b.finish(unavailable(err))
 		return
 	}
-	s.metrics.commits.WithLabelValues("ok").Inc()
 	failpoint.Hit("commit-after-commit")
-	b.publish()
-	for _, o := range ops {
-		o.done(nil)
+	s.committed = b.rev
+	if s.syncq == nil {
+		if err := s.driver.SyncCommitted(); err != nil {
+			err = unavailable(fmt.Errorf("sync committed writes: %w", err))
+			s.failSyncs(err)
+			b.finish(err)
+			return
+		}
+		b.publish()
+		b.finish(nil)
+		return
+	}
+	s.inflight = b
+	s.syncq <- b
+	if b.barrier {
+		<-b.published
+		s.inflight = nil
+	}
+}
+
+// finish records the outcome of a batch and delivers it to its ops: nil once
+// the batch is durable and published, or the error that refused all of it.
+func (b *batch) finish(err error) {
+	s := b.s
+	if err != nil {
+		s.metrics.commits.WithLabelValues("error").Inc()
+		if err != s.syncFailure() { // failSyncs logged that one
+			s.log.Error("group commit failed; its requests are refused", "err", err, "requests", len(b.ops))
+		}
+	} else {
+		s.metrics.commits.WithLabelValues("ok").Inc()
+	}
+	s.metrics.commitDuration.Observe(time.Since(b.began).Seconds())
+	for _, o := range b.ops {
+		o.done(err)
+	}
+	if b.published != nil {
+		close(b.published)
+	}
+}
+
+// settle waits until every group committed before b is published (or
+// refused). Evaluation reads the index, which already holds those groups'
+// entries, and the database, which already holds their rows; what publish
+// alone applies (lease changes, compaction progress, index removals) is read
+// only after settle. The committer calls it; a no-op on a shared database.
+func (b *batch) settle() {
+	s := b.s
+	if s.inflight != nil && s.inflight != b {
+		<-s.inflight.published
+		s.inflight = nil
 	}
 }
 
 // batch is the state of one group commit: the revisions it assigns, the rows
 // and events it stages, and the changes to apply once it is durable.
 type batch struct {
-	s    *Store
-	tx   Tx    // begun on first use
-	base int64 // revision visible when the batch began
-	rev  int64 // newest revision staged
+	s     *Store
+	ops   []op
+	began time.Time
+	tx    Tx    // begun on first use
+	base  int64 // newest revision committed before the batch began
+	rev   int64 // newest revision staged
+
+	// barrier is set when an op of the batch reads or changes what publish
+	// applies: the committer waits for the batch's publish before the next.
+	barrier bool
+	// published is closed once the batch is published or refused (syncer
+	// only).
+	published chan struct{}
 
 	rows    []Row
 	values  map[int64][]byte // stored values of staged rows
@@ -203,9 +324,13 @@ type leaseOp struct {
 	key  string
 }
 
-func newBatch(s *Store) *batch {
-	base := s.rev.Load()
-	return &batch{s: s, base: base, rev: base}
+func newBatch(s *Store, ops []op) *batch {
+	base := max(s.rev.Load(), s.committed)
+	b := &batch{s: s, ops: slices.Clone(ops), began: time.Now(), base: base, rev: base}
+	if s.syncq != nil {
+		b.published = make(chan struct{})
+	}
+	return b
 }
 
 func (b *batch) run(ctx context.Context, ops []op) error {
@@ -215,6 +340,12 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 		}
 	}
 	for _, o := range ops {
+		if _, plain := o.(*txnOp); !plain {
+			// Lease and maintenance ops read and change what publish
+			// applies.
+			b.settle()
+			b.barrier = true
+		}
 		if err := o.apply(ctx, b); err != nil {
 			return b.abort(err)
 		}
@@ -318,6 +449,7 @@ func (b *batch) view() *view {
 // leaseExistsLocally reports whether a lease exists as of the batch's staged
 // state, as this process knows it (see leaseKnown).
 func (b *batch) leaseExistsLocally(id int64) bool {
+	b.settle() // the lessor changes at publish
 	if b.granted[id] {
 		return true
 	}

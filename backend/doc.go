@@ -27,10 +27,21 @@
 // to one committer goroutine. Each round it takes every op waiting, evaluates
 // them in order against the index (which already holds the entries staged
 // earlier in the round, at revisions readers cannot see yet), inserts their
-// rows in one transaction and commits once. Only then does it publish the new
-// revision to readers, apply lease changes and hand the events to the
-// EventSink (the watch hub), and answer the callers. A failed commit refuses
-// every op of the round and removes what they staged from the index.
+// rows in one transaction and commits once. Once the commit is durable, the
+// new revision is published to readers, lease changes are applied, the
+// events go to the EventSink (the watch hub), and the callers are answered.
+// A failed commit refuses every op of the round and removes what they staged
+// from the index.
+//
+// On a database of its own, making a round durable overlaps with the next
+// round: the driver's commit returns once the rows are written
+// (Driver.SyncCommitted syncs them), and a syncer goroutine syncs, publishes
+// and answers rounds in commit order while the committer evaluates and
+// writes the next on top of the index entries already staged. What only
+// publishing applies (the lessor, compaction progress) is read after the
+// rounds before have been published (batch.settle), and a round holding a
+// lease or maintenance op is published before the next begins. On a shared
+// database each round is published before the next.
 //
 // kine's table has one row per revision, so a transaction that writes
 // several keys takes one revision per write, where etcd would use one for

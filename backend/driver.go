@@ -86,6 +86,9 @@ type Size struct {
 	WAL int64
 }
 
+// syncDepth bounds the committed groups waiting for a sync.
+const syncDepth = 4
+
 // Driver is the SQL side of a backend: kine's table plus kinelite's own
 // tables, in one database. backend/sqlite and backend/postgres implement it;
 // the Store is its only caller. Every method may be called concurrently with
@@ -117,6 +120,16 @@ type Driver interface {
 
 	// Begin starts a write transaction. Only one is open at a time.
 	Begin(ctx context.Context) (Tx, error)
+
+	// SyncCommitted makes every transaction committed before the call
+	// durable. A driver whose Tx.Commit returns before the transaction is
+	// on disk (SQLite's WAL without a sync per commit) syncs here; one whose
+	// commits are durable by themselves returns nil. It is called from one
+	// goroutine at a time, concurrently with the next write transaction:
+	// the Store syncs one group commit while it writes the next, and
+	// acknowledges a group only after its sync returned. An error makes the
+	// Store refuse all writes until it is restarted.
+	SyncCommitted() error
 
 	// Size reports the database's size.
 	Size(ctx context.Context) (Size, error)

@@ -6,6 +6,7 @@ type metrics struct {
 	commits        *prometheus.CounterVec
 	commitDuration prometheus.Histogram
 	commitOps      prometheus.Histogram
+	syncDuration   prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -14,11 +15,15 @@ func newMetrics() *metrics {
 			Name: "kinelite_commits_total", Help: "Group commits, by result."}, []string{"result"}),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kinelite_commit_duration_seconds",
-			Help:    "Time to evaluate and commit one group of requests, fsync included.",
+			Help:    "Time from the start of one group commit until it is durable and published (or refused).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		commitOps: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kinelite_commit_requests", Help: "Requests applied per group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kinelite_commit_sync_duration_seconds",
+			Help:    "Time of one sync of committed groups to disk, where commits are synced apart from the transaction (SQLite).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
 }
 
@@ -28,7 +33,7 @@ func (s *Store) Collectors() []prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	return []prometheus.Collector{
-		s.metrics.commits, s.metrics.commitDuration, s.metrics.commitOps,
+		s.metrics.commits, s.metrics.commitDuration, s.metrics.commitOps, s.metrics.syncDuration,
 		gauge("kinelite_revision", "The current revision.", func() float64 { return float64(s.CurrentRevision()) }),
 		gauge("kinelite_compact_revision", "The compact revision: reads below it fail.",
 			func() float64 { return float64(s.CompactRevision()) }),

@@ -47,6 +47,10 @@ type Dialect interface {
 	// no transaction open; see Driver.RestartLog.
 	RestartLog(ctx context.Context, db *sql.DB) (bool, error)
 
+	// SyncCommitted makes the transactions committed so far durable; see
+	// Driver.SyncCommitted.
+	SyncCommitted() error
+
 	// Reclaim gives at most maxPages free pages back to the file system,
 	// inside a write transaction, and reports how many it gave. A dialect
 	// whose database does this by itself returns 0.
@@ -450,6 +454,8 @@ func (d *sqlDriver) RestartLog(ctx context.Context) (bool, error) {
 func (d *sqlDriver) Checkpoint(ctx context.Context) (CheckpointResult, error) {
 	return d.dialect.Checkpoint(ctx, d.maint)
 }
+
+func (d *sqlDriver) SyncCommitted() error { return d.dialect.SyncCommitted() }
 
 func (d *sqlDriver) Close() error {
 	d.mu.Lock()

@@ -107,6 +107,14 @@ type Store struct {
 	// holds no entry of a row compaction through it deleted. Committer only.
 	indexCompacted int64
 
+	// On a database of its own, the committer hands committed groups to
+	// the syncer through syncq, at most syncDepth of them (nil on a shared
+	// database, where the committer syncs and publishes each group itself).
+	syncq     chan *batch
+	syncErr   atomic.Pointer[error] // a sync failed: writes are refused
+	inflight  *batch                // last group handed to the syncer and maybe not yet published; committer only
+	committed int64                 // newest revision committed, maybe not yet published; committer only
+
 	reqc   chan op            // to the committer
 	stopc  chan struct{}      // closed by Close
 	cancel context.CancelFunc // ends the shared-database goroutines
@@ -120,6 +128,10 @@ type Store struct {
 func New(driver Driver, cfg Config) *Store {
 	cfg.setDefaults()
 	shared, _ := driver.(SharedDriver)
+	var syncq chan *batch
+	if shared == nil {
+		syncq = make(chan *batch, syncDepth)
+	}
 	var heads *headGroup
 	if shared != nil {
 		heads = &headGroup{query: shared.Head}
@@ -133,6 +145,7 @@ func New(driver Driver, cfg Config) *Store {
 		index:   index.New(),
 		lessor:  newLessor(cfg.Now),
 		metrics: newMetrics(),
+		syncq:   syncq,
 		reqc:    make(chan op, cfg.MaxBatchOps),
 		stopc:   make(chan struct{}),
 	}
@@ -208,6 +221,10 @@ func (s *Store) Start(ctx context.Context) error {
 	s.wg.Add(2)
 	go s.runCommitter()
 	go s.runLeaseExpiry()
+	if s.syncq != nil {
+		s.wg.Add(1)
+		go s.runSyncer()
+	}
 	if s.shared != nil {
 		var bg context.Context
 		bg, s.cancel = context.WithCancel(context.Background())

@@ -360,6 +360,10 @@ func (d *driver) leadOnce(ctx context.Context, key int64, fn func(ctx context.Co
 // dialect is PostgreSQL's side of the shared SQL driver.
 type dialect struct{}
 
+// SyncCommitted does nothing: a PostgreSQL commit returns once its WAL
+// record is flushed.
+func (dialect) SyncCommitted() error { return nil }
+
 // schema is kine's PostgreSQL schema, with 64-bit lease IDs (etcd's), then
 // kinelite's own tables. Older kine databases are widened in place, as kine's
 // own migration 1 does. It runs under schemaLockKey, so that several

@@ -7,8 +7,12 @@
 // transactions, so SQLite's lock is never contended and "database is locked"
 // cannot happen whatever the number of clients. A pool of query-only
 // connections serves reads concurrently, as WAL mode allows. Every commit is
-// fsynced (synchronous=FULL), so an acknowledged write survives a crash or a
-// power cut; Config.NoFsync trades the power-cut half of that away.
+// fsynced before it is acknowledged, so an acknowledged write survives a
+// crash or a power cut; Config.NoFsync trades the power-cut half of that
+// away. The writer runs with synchronous=NORMAL and the WAL is synced apart
+// from the commit (walSyncer, through Driver.SyncCommitted), once per group
+// and while the next group is written: the guarantee of synchronous=FULL,
+// without the writer waiting for the disk.
 //
 // A new database is created with auto_vacuum=INCREMENTAL so that compaction
 // can give space back without a full VACUUM; a database created by kine keeps
