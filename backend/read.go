@@ -21,9 +21,13 @@ type view struct {
 	s       *Store
 	rev     int64
 	pending map[int64][]byte
+	// published: rev is one the store has published, so what the index
+	// holds at rev is final and page counts may be remembered (a
+	// committer's view may yet be rolled back).
+	published bool
 }
 
-func (s *Store) readView() *view { return &view{s: s, rev: s.rev.Load()} }
+func (s *Store) readView() *view { return &view{s: s, rev: s.rev.Load(), published: true} }
 
 // keyRange turns a request's key and range_end into the index's terms:
 // [start, end) with end "" meaning no upper bound, or a single key.
@@ -55,8 +59,19 @@ func (v *view) resolve(start, end string, single bool, rev int64, limit int64, w
 		}
 		return []item{{key: start, rev: r}}, 1
 	}
+	// The page before this one may have left the count of the rest of the
+	// range; then the walk stops after limit keys.
+	var known int64 = -1
+	if withTotal && limit > 0 && v.published {
+		if n, ok := v.s.pages.take(start, end, rev); ok {
+			known, withTotal = n, false
+		}
+	}
 	var items []item
 	var total int64
+	if limit > 0 {
+		items = make([]item, 0, min(limit, 1024))
+	}
 	v.s.index.Range(start, end, rev, func(key string, r index.Revision) bool {
 		total++
 		if limit <= 0 || int64(len(items)) < limit {
@@ -66,7 +81,31 @@ func (v *view) resolve(start, end string, single bool, rev int64, limit int64, w
 		}
 		return true
 	})
+	if known >= 0 {
+		// The walk saw every key (then total must be known) or stopped
+		// at the one past limit (then known is at least total).
+		seenAll := total == int64(len(items))
+		if (seenAll && total != known) || total > known {
+			return v.resolve(start, end, false, rev, limit, true) // a stale hint: count afresh
+		}
+		total = known
+	}
 	return items, total
+}
+
+// rememberPageCount leaves the count of the rest of a range for the page
+// after this one, which starts right after the page's last key: the page
+// returned, in key order, every key live at rev from its start through its
+// last key, so the rest holds total minus those.
+func (v *view) rememberPageCount(items []item, end string, rev, total int64) {
+	if !v.published || len(items) == 0 {
+		return
+	}
+	next := items[len(items)-1].key + "\x00"
+	if end != "" && next >= end {
+		return
+	}
+	v.s.pages.put(next, end, rev, total-int64(len(items)))
 }
 
 // checkRevision resolves a request's revision against the view: 0 or less
@@ -210,6 +249,9 @@ func (v *view) rangeKVs(ctx context.Context, r *pb.RangeRequest, withTotal bool)
 	if r.Limit > 0 && int64(len(items)) > r.Limit {
 		items = items[:r.Limit]
 		resp.More = true
+		if withTotal && !single && isDefaultOrder(r) && !hasRevisionFilters(r) {
+			v.rememberPageCount(items, end, rev, total)
+		}
 	}
 	resp.Count = total
 	if !withTotal && !resp.More {
