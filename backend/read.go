@@ -21,9 +21,13 @@ type view struct {
 	s       *Store
 	rev     int64
 	pending map[int64][]byte
+	// published: rev is one the store has published, so what the index
+	// holds at rev is final and page counts may be remembered (a
+	// committer's view may yet be rolled back).
+	published bool
 }
 
-func (s *Store) readView() *view { return &view{s: s, rev: s.rev.Load()} }
+func (s *Store) readView() *view { return &view{s: s, rev: s.rev.Load(), published: true} }
 
 // keyRange turns a request's key and range_end into the index's terms:
 // [start, end) with end "" meaning no upper bound, or a single key.
@@ -38,10 +42,12 @@ func keyRange(key, rangeEnd []byte) (start, end string, single bool) {
 	}
 }
 
-// item is one key resolved by the index.
+// item is one key resolved by the index, and its stored value once
+// fillValues has read it.
 type item struct {
 	key string
 	rev index.Revision
+	val []byte
 }
 
 // resolve returns the keys in a range that are live at rev, up to limit of
@@ -55,8 +61,19 @@ func (v *view) resolve(start, end string, single bool, rev int64, limit int64, w
 		}
 		return []item{{key: start, rev: r}}, 1
 	}
+	// The page before this one may have left the count of the rest of the
+	// range; then the walk stops after limit keys.
+	var known int64 = -1
+	if withTotal && limit > 0 && v.published {
+		if n, ok := v.s.pages.take(start, end, rev); ok {
+			known, withTotal = n, false
+		}
+	}
 	var items []item
 	var total int64
+	if limit > 0 {
+		items = make([]item, 0, min(limit, 1024))
+	}
 	v.s.index.Range(start, end, rev, func(key string, r index.Revision) bool {
 		total++
 		if limit <= 0 || int64(len(items)) < limit {
@@ -66,7 +83,31 @@ func (v *view) resolve(start, end string, single bool, rev int64, limit int64, w
 		}
 		return true
 	})
+	if known >= 0 {
+		// The walk saw every key (then total must be known) or stopped
+		// at the one past limit (then known is at least total).
+		seenAll := total == int64(len(items))
+		if (seenAll && total != known) || total > known {
+			return v.resolve(start, end, false, rev, limit, true) // a stale hint: count afresh
+		}
+		total = known
+	}
 	return items, total
+}
+
+// rememberPageCount leaves the count of the rest of a range for the page
+// after this one, which starts right after the page's last key: the page
+// returned, in key order, every key live at rev from its start through its
+// last key, so the rest holds total minus those.
+func (v *view) rememberPageCount(items []item, end string, rev, total int64) {
+	if !v.published || len(items) == 0 {
+		return
+	}
+	next := items[len(items)-1].key + "\x00"
+	if end != "" && next >= end {
+		return
+	}
+	v.s.pages.put(next, end, rev, total-int64(len(items)))
 }
 
 // checkRevision resolves a request's revision against the view: 0 or less
@@ -84,71 +125,72 @@ func (v *view) checkRevision(rev int64) (int64, error) {
 	return rev, nil
 }
 
-// values returns the stored values of rows, from the batch's staged rows
-// or the database. A row that is missing fails the read: ErrCompacted when
-// compaction removed it after the revision check, an error otherwise.
-func (v *view) values(ctx context.Context, rev int64, ids []int64) (map[int64][]byte, error) {
-	var out map[int64][]byte
-	var missing []int64
-	for _, id := range ids {
+// fillValues sets the stored value of every item, from the batch's staged
+// rows, the watch hub's ring or the database. A row that is missing fails
+// the read: ErrCompacted when compaction removed it after the revision check,
+// an error otherwise.
+func (v *view) fillValues(ctx context.Context, rev int64, items []item) error {
+	var missing []int // indexes into items
+	for i := range items {
+		id := items[i].rev.Mod
 		val, ok := v.pending[id]
 		if !ok {
 			val, ok = v.s.recentValue(id)
 		}
 		if ok {
-			if out == nil {
-				out = make(map[int64][]byte, len(ids))
-			}
-			out[id] = val
+			items[i].val = val
 		} else {
-			missing = append(missing, id)
+			missing = append(missing, i)
 		}
 	}
 	switch len(missing) {
 	case 0:
-		return out, nil
+		return nil
 	case 1:
-		val, ok, err := v.s.driver.Value(ctx, missing[0])
+		it := &items[missing[0]]
+		val, ok, err := v.s.driver.Value(ctx, it.rev.Mod)
 		if err != nil {
-			return nil, unavailable(err)
+			return unavailable(err)
 		}
-		if out == nil {
-			out = make(map[int64][]byte, len(ids))
+		if !ok {
+			return v.missingRow(rev, it.rev.Mod)
 		}
-		if ok {
-			out[missing[0]] = val
-		}
-	default:
-		got, err := v.s.driver.Values(ctx, missing)
-		if err != nil {
-			return nil, unavailable(err)
-		}
-		if out == nil {
-			out = got
-		} else {
-			for id, val := range got {
-				out[id] = val
-			}
-		}
+		it.val = val
+		return nil
 	}
-	for _, id := range missing {
-		if _, ok := out[id]; !ok {
-			if rev < v.s.compactRev.Load() {
-				return nil, ErrCompacted
-			}
-			return nil, unavailable(fmt.Errorf("row %d is missing from the table", id))
-		}
+	ids := make([]int64, len(missing))
+	for j, i := range missing {
+		ids[j] = items[i].rev.Mod
 	}
-	return out, nil
+	got, err := v.s.driver.Values(ctx, ids)
+	if err != nil {
+		return unavailable(err)
+	}
+	for _, i := range missing {
+		val, ok := got[items[i].rev.Mod]
+		if !ok {
+			return v.missingRow(rev, items[i].rev.Mod)
+		}
+		items[i].val = val
+	}
+	return nil
+}
+
+// missingRow is the error of a read at rev that found row id gone.
+func (v *view) missingRow(rev, id int64) error {
+	if rev < v.s.compactRev.Load() {
+		return ErrCompacted
+	}
+	return unavailable(fmt.Errorf("row %d is missing from the table", id))
 }
 
 // value returns the client value of key at revision r.
 func (v *view) value(ctx context.Context, key string, r index.Revision) ([]byte, error) {
-	vals, err := v.values(ctx, r.Mod, []int64{r.Mod})
-	if err != nil {
+	it := []item{{key: key, rev: r}}
+	if err := v.fillValues(ctx, r.Mod, it); err != nil {
 		return nil, err
 	}
-	return clientValue(key, vals[r.Mod]), nil
+	return clientValue(key, it[0].val), nil
 }
 
 // isDefaultOrder reports whether a range is sorted the way the index
@@ -200,16 +242,18 @@ func (v *view) rangeKVs(ctx context.Context, r *pb.RangeRequest, withTotal bool)
 	// A target other than KEY with no order sorts ascending (etcd); the
 	// limit above was decided on the order as requested, as etcd does.
 	sortByValue := r.SortTarget == pb.RangeRequest_VALUE
-	var vals map[int64][]byte
 	if sortByValue {
-		if vals, err = v.values(ctx, rev, itemIDs(items)); err != nil {
+		if err := v.fillValues(ctx, rev, items); err != nil {
 			return nil, err
 		}
 	}
-	sortItems(items, r, vals)
+	sortItems(items, r)
 	if r.Limit > 0 && int64(len(items)) > r.Limit {
 		items = items[:r.Limit]
 		resp.More = true
+		if withTotal && !single && isDefaultOrder(r) && !hasRevisionFilters(r) {
+			v.rememberPageCount(items, end, rev, total)
+		}
 	}
 	resp.Count = total
 	if !withTotal && !resp.More {
@@ -217,34 +261,46 @@ func (v *view) rangeKVs(ctx context.Context, r *pb.RangeRequest, withTotal bool)
 	}
 
 	keysOnly := r.KeysOnly
-	// etcd answers keys_only from its index, whose entries carry no lease,
-	// unless it sorted by value.
-	noLease := keysOnly && !sortByValue
-	if !keysOnly && vals == nil && len(items) > 0 {
-		if vals, err = v.values(ctx, rev, itemIDs(items)); err != nil {
+	if !keysOnly && !sortByValue && len(items) > 0 {
+		if err := v.fillValues(ctx, rev, items); err != nil {
 			return nil, err
 		}
 	}
-	resp.Kvs = make([]*mvccpb.KeyValue, len(items))
-	for i, it := range items {
-		var val []byte
-		if !keysOnly {
-			val = clientValue(it.key, vals[it.rev.Mod])
-		}
-		resp.Kvs[i] = newKV(it.key, it.rev, val)
-		if noLease {
-			resp.Kvs[i].Lease = 0
-		}
-	}
+	// etcd answers keys_only from its index, whose entries carry no lease,
+	// unless it sorted by value.
+	resp.Kvs = newKVs(items, !keysOnly, keysOnly && !sortByValue)
 	return resp, nil
 }
 
-func itemIDs(items []item) []int64 {
-	ids := make([]int64, len(items))
-	for i, it := range items {
-		ids[i] = it.rev.Mod
+// newKVs returns the key-values of items, with their client values when
+// withValues, with no lease when noLease. A page of a list holds hundreds
+// of them: the messages share one allocation and their keys another.
+func newKVs(items []item, withValues, noLease bool) []*mvccpb.KeyValue {
+	if len(items) == 0 {
+		return []*mvccpb.KeyValue{}
 	}
-	return ids
+	n := 0
+	for _, it := range items {
+		n += len(it.key)
+	}
+	keys := make([]byte, 0, n)
+	kvs := make([]mvccpb.KeyValue, len(items))
+	out := make([]*mvccpb.KeyValue, len(items))
+	for i, it := range items {
+		at := len(keys)
+		keys = append(keys, it.key...)
+		kv := &kvs[i]
+		kv.Key = keys[at:len(keys):len(keys)] // full: an append copies
+		kv.CreateRevision, kv.ModRevision, kv.Version = it.rev.Create, it.rev.Mod, it.rev.Version
+		if !noLease {
+			kv.Lease = it.rev.Lease
+		}
+		if withValues {
+			kv.Value = clientValue(it.key, it.val)
+		}
+		out[i] = kv
+	}
+	return out
 }
 
 // filterItems applies the min/max mod and create revision filters.
@@ -262,7 +318,7 @@ func filterItems(items []item, r *pb.RangeRequest) []item {
 
 // sortItems orders items as the request asks. A target other than KEY with
 // no order means ascending, as in etcd. Ties keep key order.
-func sortItems(items []item, r *pb.RangeRequest, vals map[int64][]byte) {
+func sortItems(items []item, r *pb.RangeRequest) {
 	order := r.SortOrder
 	if r.SortTarget != pb.RangeRequest_KEY && order == pb.RangeRequest_NONE {
 		order = pb.RangeRequest_ASCEND
@@ -282,7 +338,7 @@ func sortItems(items []item, r *pb.RangeRequest, vals map[int64][]byte) {
 		cmp = func(a, b item) int { return compareInts(a.rev.Mod, b.rev.Mod) }
 	case pb.RangeRequest_VALUE:
 		cmp = func(a, b item) int {
-			return bytes.Compare(clientValue(a.key, vals[a.rev.Mod]), clientValue(b.key, vals[b.rev.Mod]))
+			return bytes.Compare(clientValue(a.key, a.val), clientValue(b.key, b.val))
 		}
 	default:
 		return

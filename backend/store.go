@@ -92,6 +92,7 @@ type Store struct {
 	shared  SharedDriver // driver, when other processes share its database
 	heads   *headGroup   // shares the readers' head queries (shared database)
 	index   *index.Index
+	pages   pageCounts // counts of the rest of paged ranges (pagecount.go)
 	lessor  *lessor
 	sink    EventSink
 	recent  recentValues // sink, when it can give back recent values

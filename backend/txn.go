@@ -155,17 +155,15 @@ func (v *view) compares(ctx context.Context, cmps []*pb.Compare) (bool, error) {
 			}
 			continue
 		}
-		var vals map[int64][]byte
 		if c.Target == pb.Compare_VALUE {
-			var err error
-			if vals, err = v.values(ctx, v.rev, itemIDs(items)); err != nil {
+			if err := v.fillValues(ctx, v.rev, items); err != nil {
 				return false, err
 			}
 		}
 		for _, it := range items {
 			kv := newKV(it.key, it.rev, nil)
-			if vals != nil {
-				kv.Value = clientValue(it.key, vals[it.rev.Mod])
+			if c.Target == pb.Compare_VALUE {
+				kv.Value = clientValue(it.key, it.val)
 			}
 			if !compareKV(c, kv) {
 				return false, nil

@@ -226,6 +226,35 @@ func TestRingValue(t *testing.T) {
 	}
 }
 
+// TestRingValueWithGaps checks the lookup on a ring whose revisions have
+// runs without gaps and gaps of every size, and a head that has moved: every
+// put it holds is found, nothing else is.
+func TestRingValueWithGaps(t *testing.T) {
+	r := ring{maxEvents: 200, maxBytes: 1 << 20}
+	r.reset(0)
+	want := map[int64]string{}
+	rev := int64(0)
+	for i := range 500 {
+		rev += 1 + int64(i%7/5)*int64(i%4) // mostly dense, some gaps of 1 to 3
+		typ := mvccpb.PUT
+		if i%11 == 0 {
+			typ = mvccpb.DELETE
+		}
+		r.append(rev, []*mvccpb.Event{{Type: typ, Kv: &mvccpb.KeyValue{Key: []byte("k"), ModRevision: rev, Value: fmt.Appendf(nil, "v%d", rev)}}}, 0)
+		if typ == mvccpb.PUT {
+			want[rev] = fmt.Sprintf("v%d", rev)
+		}
+	}
+	for q := int64(0); q <= rev+2; q++ {
+		_, v, ok := r.value(q)
+		w, held := want[q]
+		held = held && q > r.base
+		if ok != held || (ok && string(v) != w) {
+			t.Fatalf("value(%d) = %q, %v; want %q, %v (base %d)", q, v, ok, w, held, r.base)
+		}
+	}
+}
+
 // TestCatchUpCrossesRingBoundaryExactly starts watches at every revision
 // around the ring's base and checks each gets every event once, in order,
 // reading the database only for what the ring lacks.
