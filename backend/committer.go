@@ -35,11 +35,14 @@ type soloOp interface {
 
 // call is the completion half of an op.
 type call struct {
-	donec chan struct{}
-	err   error
+	donec  chan struct{}
+	err    error
+	queued time.Time
 }
 
-func newCall() call { return call{donec: make(chan struct{})} }
+func newCall() call { return call{donec: make(chan struct{}), queued: time.Now()} }
+
+func (c *call) queuedAt() time.Time { return c.queued }
 
 func (c *call) done(err error) {
 	if err != nil {
@@ -133,8 +136,18 @@ func (s *Store) commit(ops []op) {
 	ctx := context.Background()
 	began := time.Now()
 	b := newBatch(s)
+	b.trace.cur, b.trace.last = phaseApply, began
+	for _, o := range ops {
+		if q, ok := o.(interface{ queuedAt() time.Time }); ok && !q.queuedAt().IsZero() {
+			b.trace.d[phaseQueue] = max(b.trace.d[phaseQueue], began.Sub(q.queuedAt()))
+		}
+	}
 	s.metrics.commitOps.Observe(float64(len(ops)))
-	defer func() { s.metrics.commitDuration.Observe(time.Since(began).Seconds()) }()
+	defer func() {
+		s.metrics.commitDuration.Observe(time.Since(began).Seconds())
+		b.trace.enter(phasePublish)
+		s.reportCommit(&b.trace, len(ops))
+	}()
 	if err := b.run(ctx, ops); err != nil {
 		s.metrics.commits.WithLabelValues("error").Inc()
 		b.undo()
@@ -147,6 +160,7 @@ func (s *Store) commit(ops []op) {
 	}
 	s.metrics.commits.WithLabelValues("ok").Inc()
 	failpoint.Hit("commit-after-commit")
+	b.trace.enter(phasePublish)
 	b.publish()
 	for _, o := range ops {
 		o.done(nil)
@@ -178,6 +192,8 @@ type batch struct {
 	removed          []Row // rows compaction deleted
 	stepTo           int64 // progress of the compaction step in the batch; 0 if none
 	trimIndex        bool  // another process's compaction progressed
+
+	trace commitTrace
 }
 
 // prevFill is a previous key-value whose value is read, for all writes of a
@@ -214,14 +230,17 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 			return b.abort(err)
 		}
 	}
+	b.trace.enter(phaseApply)
 	for _, o := range ops {
 		if err := o.apply(ctx, b); err != nil {
 			return b.abort(err)
 		}
 	}
+	b.trace.enter(phasePrevs)
 	if err := b.fillPrevs(ctx); err != nil {
 		return b.abort(err)
 	}
+	b.trace.enter(phaseInsert)
 	if len(b.rows) > 0 {
 		tx, err := b.txn(ctx)
 		if err != nil {
@@ -234,6 +253,7 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 	if b.tx == nil {
 		return nil
 	}
+	b.trace.enter(phaseCommit)
 	failpoint.Hit("commit-before-commit")
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -251,6 +271,9 @@ func (b *batch) abort(err error) error {
 // txn returns the batch's write transaction, beginning it on first use.
 func (b *batch) txn(ctx context.Context) (Tx, error) {
 	if b.tx == nil {
+		resume := b.trace.cur
+		b.trace.enter(phaseLock)
+		defer b.trace.enter(resume)
 		tx, err := b.s.driver.Begin(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("begin: %w", err)
