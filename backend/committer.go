@@ -35,11 +35,14 @@ type soloOp interface {
 
 // call is the completion half of an op.
 type call struct {
-	donec chan struct{}
-	err   error
+	donec  chan struct{}
+	err    error
+	queued time.Time
 }
 
-func newCall() call { return call{donec: make(chan struct{})} }
+func newCall() call { return call{donec: make(chan struct{}), queued: time.Now()} }
+
+func (c *call) queuedAt() time.Time { return c.queued }
 
 func (c *call) done(err error) {
 	if err != nil {
@@ -150,6 +153,7 @@ func (s *Store) runSyncer() {
 			if err != nil {
 				b.finish(err)
 			} else {
+				b.trace.enter(phasePublish)
 				b.publish()
 				b.finish(nil)
 			}
@@ -200,6 +204,12 @@ func (s *Store) runSolo(o soloOp) { s.commit([]op{o}) }
 func (s *Store) commit(ops []op) {
 	ctx := context.Background()
 	b := newBatch(s, ops)
+	b.trace.cur, b.trace.last = phaseApply, b.began
+	for _, o := range ops {
+		if q, ok := o.(interface{ queuedAt() time.Time }); ok && !q.queuedAt().IsZero() {
+			b.trace.d[phaseQueue] = max(b.trace.d[phaseQueue], b.began.Sub(q.queuedAt()))
+		}
+	}
 	s.metrics.commitOps.Observe(float64(len(ops)))
 	err := s.syncFailure()
 	if err == nil {
@@ -212,6 +222,7 @@ func (s *Store) commit(ops []op) {
 	}
 	failpoint.Hit("commit-after-commit")
 	s.committed = b.rev
+	b.trace.enter(phaseSync)
 	if s.syncq == nil {
 		if err := s.driver.SyncCommitted(); err != nil {
 			err = unavailable(fmt.Errorf("sync committed writes: %w", err))
@@ -219,6 +230,7 @@ func (s *Store) commit(ops []op) {
 			b.finish(err)
 			return
 		}
+		b.trace.enter(phasePublish)
 		b.publish()
 		b.finish(nil)
 		return
@@ -244,6 +256,8 @@ func (b *batch) finish(err error) {
 		s.metrics.commits.WithLabelValues("ok").Inc()
 	}
 	s.metrics.commitDuration.Observe(time.Since(b.began).Seconds())
+	b.trace.enter(phasePublish) // ends the phase in progress
+	s.reportCommit(&b.trace, len(b.ops))
 	for _, o := range b.ops {
 		o.done(err)
 	}
@@ -299,6 +313,8 @@ type batch struct {
 	removed          []Row // rows compaction deleted
 	stepTo           int64 // progress of the compaction step in the batch; 0 if none
 	trimIndex        bool  // another process's compaction progressed
+
+	trace commitTrace
 }
 
 // prevFill is a previous key-value whose value is read, for all writes of a
@@ -339,6 +355,7 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 			return b.abort(err)
 		}
 	}
+	b.trace.enter(phaseApply)
 	for _, o := range ops {
 		if _, plain := o.(*txnOp); !plain {
 			// Lease and maintenance ops read and change what publish
@@ -350,9 +367,11 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 			return b.abort(err)
 		}
 	}
+	b.trace.enter(phasePrevs)
 	if err := b.fillPrevs(ctx); err != nil {
 		return b.abort(err)
 	}
+	b.trace.enter(phaseInsert)
 	if len(b.rows) > 0 {
 		tx, err := b.txn(ctx)
 		if err != nil {
@@ -365,6 +384,7 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 	if b.tx == nil {
 		return nil
 	}
+	b.trace.enter(phaseCommit)
 	failpoint.Hit("commit-before-commit")
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
@@ -382,6 +402,9 @@ func (b *batch) abort(err error) error {
 // txn returns the batch's write transaction, beginning it on first use.
 func (b *batch) txn(ctx context.Context) (Tx, error) {
 	if b.tx == nil {
+		resume := b.trace.cur
+		b.trace.enter(phaseLock)
+		defer b.trace.enter(resume)
 		tx, err := b.s.driver.Begin(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("begin: %w", err)

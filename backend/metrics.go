@@ -6,11 +6,13 @@ type metrics struct {
 	commits        *prometheus.CounterVec
 	commitDuration prometheus.Histogram
 	commitOps      prometheus.Histogram
+	commitPhases   *prometheus.HistogramVec
+	commitPhase    [numPhases]prometheus.Observer
 	syncDuration   prometheus.Histogram
 }
 
 func newMetrics() *metrics {
-	return &metrics{
+	m := &metrics{
 		commits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kinelite_commits_total", Help: "Group commits, by result."}, []string{"result"}),
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -20,11 +22,20 @@ func newMetrics() *metrics {
 		commitOps: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "kinelite_commit_requests", Help: "Requests applied per group commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 12)}),
+		commitPhases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "kinelite_commit_phase_seconds",
+			Help: "Time one group commit spent in each phase: queue (its oldest request waiting for the committer), " +
+				"lock, head, catch_up, apply, prev_values, insert, commit, sync (until durable, behind the groups before it), publish.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"phase"}),
 		syncDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kinelite_commit_sync_duration_seconds",
 			Help:    "Time of one sync of committed groups to disk, where commits are synced apart from the transaction (SQLite).",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
+	for p := range numPhases {
+		m.commitPhase[p] = m.commitPhases.WithLabelValues(p.String())
+	}
+	return m
 }
 
 // Collectors returns the store's metrics, for the caller to register.
@@ -33,7 +44,7 @@ func (s *Store) Collectors() []prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
 	return []prometheus.Collector{
-		s.metrics.commits, s.metrics.commitDuration, s.metrics.commitOps, s.metrics.syncDuration,
+		s.metrics.commits, s.metrics.commitDuration, s.metrics.commitOps, s.metrics.commitPhases, s.metrics.syncDuration,
 		gauge("kinelite_revision", "The current revision.", func() float64 { return float64(s.CurrentRevision()) }),
 		gauge("kinelite_compact_revision", "The compact revision: reads below it fail.",
 			func() float64 { return float64(s.CompactRevision()) }),

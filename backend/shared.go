@@ -72,10 +72,12 @@ func (b *batch) startShared(ctx context.Context, ops []op) error {
 			return err
 		}
 	}
+	b.trace.enter(phaseHead)
 	head, err := sh.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("read head: %w", err)
 	}
+	b.trace.enter(phaseCatchUp)
 	return b.catchUp(ctx, head)
 }
 

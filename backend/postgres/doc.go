@@ -6,8 +6,9 @@
 // first takes a transaction-scoped advisory lock, so revisions (explicit ids,
 // one past the newest) commit in id order and a reader never sees a later
 // revision before an earlier one. Each process learns of the others' commits
-// through LISTEN/NOTIFY on a channel every commit notifies (Follow), with the
-// store's short poll as a fallback. A session-level advisory lock elects the
+// through LISTEN/NOTIFY on a channel notified after every commit, outside
+// the write transaction (Follow, runNotifier), with the store's short poll as
+// a fallback. A session-level advisory lock elects the
 // one process that expires leases (Lead). Compaction needs no election: its
 // progress is in the database and its steps take the write lock.
 //

@@ -103,7 +103,8 @@ const (
 const notifyChannel = "kinelite"
 
 // Open connects to the database, creating it when missing as kine does, and
-// returns a Driver over it. Nothing runs in the background.
+// returns a Driver over it. Only the notifier (see runNotifier) runs in the
+// background, until Close.
 func Open(ctx context.Context, cfg Config) (backend.Driver, error) {
 	if cfg.DSN == "" {
 		return nil, errors.New("postgres: empty DSN")
@@ -146,9 +147,12 @@ func Open(ctx context.Context, cfg Config) (backend.Driver, error) {
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(cfg.ConnMaxLifetime)
-	d := &driver{conf: conf}
+	d := &driver{conf: conf, notifyc: make(chan struct{}, 1), notifyDone: make(chan struct{})}
 	d.Driver = backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Dialect: dialect{}})
 	d.read = read
+	var nctx context.Context
+	nctx, d.stopNotify = context.WithCancel(context.Background())
+	go d.runNotifier(nctx)
 	return d, nil
 }
 
@@ -196,9 +200,85 @@ type driver struct {
 	backend.Driver
 	conf *pgx.ConnConfig
 	read *sql.DB
+
+	notifyc    chan struct{} // a commit to announce; holds at most one
+	stopNotify context.CancelFunc
+	notifyDone chan struct{}
 }
 
 var _ backend.SharedDriver = (*driver)(nil)
+
+// Begin begins a write transaction whose commit wakes the other processes.
+func (d *driver) Begin(ctx context.Context) (backend.Tx, error) {
+	tx, err := d.Driver.Begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &notifyingTx{Tx: tx, d: d}, nil
+}
+
+// notifyingTx announces its commit to the other processes once it is
+// durable.
+type notifyingTx struct {
+	backend.Tx
+	d *driver
+}
+
+func (t *notifyingTx) Commit() error {
+	err := t.Tx.Commit()
+	if err == nil {
+		t.d.announce()
+	}
+	return err
+}
+
+// announce asks the notifier to wake the other processes. It never waits:
+// commits made while a notification is on its way share the next one.
+func (d *driver) announce() {
+	select {
+	case d.notifyc <- struct{}{}:
+	default:
+	}
+}
+
+// qNotify wakes the processes that follow this database. It is a
+// transaction of its own that does not wait for its commit record to reach
+// the disk: a notification only says "look at the head", and nothing is lost
+// with it (the followers poll too).
+const qNotify = `SELECT set_config('synchronous_commit', 'off', true), pg_notify('` + notifyChannel + `', '')`
+
+// runNotifier sends a notification after each announced commit, until ctx
+// ends.
+//
+// The notification used to be a NOTIFY inside the write transaction, where
+// PostgreSQL delivers it at commit. But PostgreSQL serializes the commits of
+// every transaction that notifies, in every database of the server, under
+// one lock held until the commit is durable (PreCommit_Notify): each write
+// of every kinelite on the server then waited for the fsyncs of all the
+// others' commits queued before it, one after the other, instead of sharing
+// a flush with them. Under load that made single writes wait for seconds
+// (wait event Lock:object at commit). Notifying after the commit, in a
+// transaction that holds that lock only for an instant, leaves write commits
+// out of it.
+func (d *driver) runNotifier(ctx context.Context) {
+	defer close(d.notifyDone)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.notifyc:
+		}
+		// A failure costs the followers a poll interval; nothing to retry.
+		_, _ = d.read.ExecContext(ctx, qNotify)
+	}
+}
+
+// Close stops the notifier and closes the connections.
+func (d *driver) Close() error {
+	d.stopNotify()
+	<-d.notifyDone
+	return d.Driver.Close()
+}
 
 // CheckKey refuses keys PostgreSQL text cannot hold.
 func (d *driver) CheckKey(key string) error {
@@ -425,15 +505,12 @@ func (dialect) Rebind(q string) string {
 func (dialect) IDsIn(ids []int64) (string, any) { return `id = ANY(?)`, ids }
 
 // BeginWrite takes the write lock, so that transactions of every process
-// commit one at a time in revision order, and notifies the other processes,
-// which PostgreSQL delivers when (and only if) the transaction commits.
+// commit one at a time in revision order. The other processes are notified
+// after the commit (driver.runNotifier), not by a NOTIFY in the transaction.
 func (dialect) BeginWrite(ctx context.Context, tx *sql.Tx) error {
 	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLockKey)
 	if err != nil {
 		return fmt.Errorf("take the write lock: %w", err)
-	}
-	if _, err := tx.ExecContext(ctx, `NOTIFY `+notifyChannel); err != nil {
-		return fmt.Errorf("notify: %w", err)
 	}
 	return nil
 }
