@@ -145,9 +145,13 @@ func Open(cfg Config) (backend.Driver, error) {
 	read.SetConnMaxIdleTime(0)
 	read.SetConnMaxLifetime(0)
 	// Checkpoints get a connection of their own, so that they never wait
-	// for (or hold up) the writer.
+	// for (or hold up) the writer. It also serves the start-up scan that
+	// rebuilds the index, without mmap: that scan reads the whole table
+	// once, and mapped pages would stay resident (the whole database file,
+	// on a large table) for as long as the connection lives, where pread
+	// leaves them to the kernel's page cache.
 	maint, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
-		"_pragma": {"busy_timeout(10000)"},
+		"_pragma": {"busy_timeout(10000)", "mmap_size(0)"},
 	}.Encode())
 	if err != nil {
 		write.Close()
@@ -155,7 +159,8 @@ func Open(cfg Config) (backend.Driver, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	maint.SetMaxOpenConns(1)
-	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Dialect: dialect{path: cfg.Path}}), nil
+	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Scan: maint,
+		Dialect: dialect{path: cfg.Path}}), nil
 }
 
 func openReadOnly(cfg Config) (backend.Driver, error) {
