@@ -82,6 +82,12 @@ var kineParams = map[string]bool{
 
 func redactDSN(dsn string) string { return redact.DSN(dsn) }
 
+// writerCacheKiB bounds the writer connection's page cache. SQLite's page
+// cache lives in modernc's emulated C heap, outside the Go heap and its
+// metrics, and is never given back while the connection lives, so every
+// KiB here is resident memory for the life of the process.
+const writerCacheKiB = 4096
+
 // Open opens (creating it when missing) the database and returns a Driver
 // over it. Nothing runs in the background.
 func Open(cfg Config) (backend.Driver, error) {
@@ -108,11 +114,15 @@ func Open(cfg Config) (backend.Driver, error) {
 	}
 	// The writer: one connection, immediate transactions, incremental
 	// auto-vacuum on a new database (it cannot change later without a
-	// VACUUM), WAL with fsync per commit.
+	// VACUUM), WAL with fsync per commit. Its page cache is bounded at
+	// writerCacheKiB: the pages a group commit touches are the tables' and
+	// indexes' right edges and the interior pages above the keys it writes;
+	// a page that falls out of the cache comes back from the kernel's page
+	// cache with one pread.
 	write, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
 		"_pragma": {
 			"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(" + sync + ")",
-			"journal_size_limit(67108864)", "cache_size(-16384)", "temp_store(MEMORY)",
+			"journal_size_limit(67108864)", "cache_size(-" + strconv.Itoa(writerCacheKiB) + ")", "temp_store(MEMORY)",
 			// Checkpoints run off the commit path (Checkpoint), never
 			// inside a commit.
 			"wal_autocheckpoint(0)",
