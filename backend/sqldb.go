@@ -63,10 +63,10 @@ type SQLConfig struct {
 	// Maintenance serves checkpoints; nil means Read.
 	Maintenance *sql.DB
 	// Scan serves the whole-table scan that rebuilds the index at start-up;
-	// nil means Read. SQLite gives it a connection without memory-mapped
-	// I/O: the scan reads every page of the table once, and through the
-	// readers' mmap each of those pages would stay in the process's
-	// resident set for as long as the connection lives.
+	// nil means Read. SQLite gives it a pool that keeps no idle connection:
+	// the scan reads every page of the table once, and through a reader's
+	// mmap each of those pages would stay in the process's resident set for
+	// as long as that connection lives.
 	Scan    *sql.DB
 	Dialect Dialect
 }

@@ -155,13 +155,9 @@ func Open(cfg Config) (backend.Driver, error) {
 	read.SetConnMaxIdleTime(0)
 	read.SetConnMaxLifetime(0)
 	// Checkpoints get a connection of their own, so that they never wait
-	// for (or hold up) the writer. It also serves the start-up scan that
-	// rebuilds the index, without mmap: that scan reads the whole table
-	// once, and mapped pages would stay resident (the whole database file,
-	// on a large table) for as long as the connection lives, where pread
-	// leaves them to the kernel's page cache.
+	// for (or hold up) the writer.
 	maint, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
-		"_pragma": {"busy_timeout(10000)", "mmap_size(0)"},
+		"_pragma": {"busy_timeout(10000)"},
 	}.Encode())
 	if err != nil {
 		write.Close()
@@ -169,7 +165,24 @@ func Open(cfg Config) (backend.Driver, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	maint.SetMaxOpenConns(1)
-	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Scan: maint,
+	// The start-up scan that rebuilds the index reads every page of the
+	// table once. It gets a connection of its own, kept by no pool
+	// (MaxIdleConns 0), so that it is closed once the scan ends: through a
+	// reader's mmap every page of the table stayed mapped, and resident
+	// (the whole database file, on a large table), for the life of the
+	// process. It keeps mmap, which reads a large table faster than pread.
+	scan, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
+		"_pragma": {"busy_timeout(10000)", "query_only(1)", "mmap_size(4294967296)"},
+	}.Encode())
+	if err != nil {
+		write.Close()
+		read.Close()
+		maint.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	scan.SetMaxOpenConns(1)
+	scan.SetMaxIdleConns(0)
+	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Scan: scan,
 		Dialect: dialect{path: cfg.Path}}), nil
 }
 
