@@ -66,7 +66,13 @@ type SQLConfig struct {
 	Write *sql.DB
 	// Maintenance serves checkpoints; nil means Read.
 	Maintenance *sql.DB
-	Dialect     Dialect
+	// Scan serves the whole-table scan that rebuilds the index at start-up;
+	// nil means Read. SQLite gives it a pool that keeps no idle connection:
+	// the scan reads every page of the table once, and through a reader's
+	// mmap each of those pages would stay in the process's resident set for
+	// as long as that connection lives.
+	Scan    *sql.DB
+	Dialect Dialect
 }
 
 // NewSQLDriver returns a Driver over database/sql. The pools may be the same;
@@ -75,13 +81,17 @@ func NewSQLDriver(cfg SQLConfig) Driver {
 	if cfg.Maintenance == nil {
 		cfg.Maintenance = cfg.Read
 	}
-	return &sqlDriver{read: cfg.Read, write: cfg.Write, maint: cfg.Maintenance, dialect: cfg.Dialect}
+	if cfg.Scan == nil {
+		cfg.Scan = cfg.Read
+	}
+	return &sqlDriver{read: cfg.Read, write: cfg.Write, maint: cfg.Maintenance, scan: cfg.Scan, dialect: cfg.Dialect}
 }
 
 type sqlDriver struct {
 	read    *sql.DB
 	write   *sql.DB
 	maint   *sql.DB
+	scan    *sql.DB
 	dialect Dialect
 
 	mu             sync.Mutex // guards stmts and preparedWrites
@@ -334,7 +344,7 @@ func closeRows(rows *sql.Rows) error {
 }
 
 func (d *sqlDriver) Scan(ctx context.Context, after int64, fn func(Row) error) error {
-	rows, err := d.read.QueryContext(ctx, d.dialect.Rebind(qScan), after)
+	rows, err := d.scan.QueryContext(ctx, d.dialect.Rebind(qScan), after)
 	if err != nil {
 		return err
 	}
@@ -466,7 +476,7 @@ func (d *sqlDriver) Close() error {
 	d.mu.Unlock()
 	var errs []error
 	closed := map[*sql.DB]bool{}
-	for _, db := range []*sql.DB{d.read, d.write, d.maint} {
+	for _, db := range []*sql.DB{d.read, d.write, d.maint, d.scan} {
 		if !closed[db] {
 			closed[db] = true
 			errs = append(errs, db.Close())

@@ -10,9 +10,18 @@ import (
 )
 
 // Defaults for Config.
+//
+// The ring's byte bound is most of the server's heap under write load: every
+// event it holds keeps its key and value (and its previous value) alive, and
+// the Go collector lets the heap grow to about twice what is live. 16 MiB
+// holds some 13,000 revisions of 1 KiB values: enough for the watches near
+// the head, for re-watches after client-go's 5–10 minute timeouts at
+// moderate write rates, and for the previous values of updates to recently
+// written keys. A watch that starts behind it is served from the database in
+// pages, as etcd serves every watch.
 const (
 	DefaultRingEvents             = 100_000
-	DefaultRingBytes              = 64 << 20
+	DefaultRingBytes              = 16 << 20
 	DefaultProgressNotifyInterval = 5 * time.Second
 	DefaultMaxRequestBytes        = 1<<20 + 1<<19 // etcd's 1.5 MiB
 	DefaultCatchUpPage            = 1000

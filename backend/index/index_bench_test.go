@@ -3,6 +3,7 @@ package index_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -177,4 +178,40 @@ func BenchmarkIndexAppend(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkIndexBuild rebuilds an index of 20,000 keys with 5 revisions each
+// (a start-up scan of 100,000 rows) and reports the heap the built index
+// holds per row (retained-B/row), as well as the build's own allocations.
+func BenchmarkIndexBuild(b *testing.B) {
+	const keys, revs = 20_000, 5
+	names := make([]string, keys)
+	for i := range names {
+		names[i] = benchKey(i)
+	}
+	var retained float64
+	b.ReportAllocs()
+	for range b.N {
+		before := heapInUse()
+		build := index.NewBuilder()
+		rev := int64(0)
+		for v := int64(1); v <= revs; v++ {
+			for i := range keys {
+				rev++
+				build.Append(names[i], index.Revision{Mod: rev, Create: int64(i + 1), Version: v})
+			}
+		}
+		x := build.Build()
+		retained = float64(heapInUse()-before) / (keys * revs)
+		runtime.KeepAlive(x)
+	}
+	b.ReportMetric(retained, "retained-B/row")
+}
+
+// heapInUse returns the bytes of live heap objects after a full collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
 }

@@ -82,6 +82,12 @@ var kineParams = map[string]bool{
 
 func redactDSN(dsn string) string { return redact.DSN(dsn) }
 
+// writerCacheKiB bounds the writer connection's page cache. SQLite's page
+// cache lives in modernc's emulated C heap, outside the Go heap and its
+// metrics, and is never given back while the connection lives, so every
+// KiB here is resident memory for the life of the process.
+const writerCacheKiB = 4096
+
 // Open opens (creating it when missing) the database and returns a Driver
 // over it. Nothing runs in the background.
 func Open(cfg Config) (backend.Driver, error) {
@@ -107,11 +113,15 @@ func Open(cfg Config) (backend.Driver, error) {
 	// VACUUM), WAL. synchronous=NORMAL: a commit writes its frames to the
 	// WAL without syncing it, and the store syncs the WAL once per group
 	// (walSyncer) while the next group is written; checkpoints still sync
-	// the WAL before copying it, as with FULL.
+	// the WAL before copying it, as with FULL. Its page cache is bounded at
+	// writerCacheKiB: the pages a group commit touches are the tables' and
+	// indexes' right edges and the interior pages above the keys it writes;
+	// a page that falls out of the cache comes back from the kernel's page
+	// cache with one pread.
 	write, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
 		"_pragma": {
 			"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(NORMAL)",
-			"journal_size_limit(67108864)", "cache_size(-16384)", "temp_store(MEMORY)",
+			"journal_size_limit(67108864)", "cache_size(-" + strconv.Itoa(writerCacheKiB) + ")", "temp_store(MEMORY)",
 			// Checkpoints run off the commit path (Checkpoint), never
 			// inside a commit.
 			"wal_autocheckpoint(0)",
@@ -154,11 +164,28 @@ func Open(cfg Config) (backend.Driver, error) {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
 	maint.SetMaxOpenConns(1)
+	// The start-up scan that rebuilds the index reads every page of the
+	// table once. It gets a connection of its own, kept by no pool
+	// (MaxIdleConns 0), so that it is closed once the scan ends: through a
+	// reader's mmap every page of the table stayed mapped, and resident
+	// (the whole database file, on a large table), for the life of the
+	// process. It keeps mmap, which reads a large table faster than pread.
+	scan, err := sql.Open("sqlite", cfg.Path+"?"+url.Values{
+		"_pragma": {"busy_timeout(10000)", "query_only(1)", "mmap_size(4294967296)"},
+	}.Encode())
+	if err != nil {
+		write.Close()
+		read.Close()
+		maint.Close()
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	scan.SetMaxOpenConns(1)
+	scan.SetMaxIdleConns(0)
 	dl := dialect{path: cfg.Path}
 	if !cfg.NoFsync {
 		dl.wal = &walSyncer{path: cfg.Path + "-wal"}
 	}
-	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Dialect: dl}), nil
+	return backend.NewSQLDriver(backend.SQLConfig{Read: read, Write: write, Maintenance: maint, Scan: scan, Dialect: dl}), nil
 }
 
 func openReadOnly(cfg Config) (backend.Driver, error) {
