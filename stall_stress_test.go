@@ -45,7 +45,7 @@ func TestStallStress(t *testing.T) {
 	}
 	dsn := pgtest.NewDatabase(t)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	open := func() *kinelite.Server {
+	open := func(dsn string) *kinelite.Server {
 		srv, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: dsn, ListenAddress: "127.0.0.1:0",
 			Logger: logger, WatchProgressNotifyInterval: 100 * time.Millisecond})
 		if err != nil {
@@ -54,11 +54,24 @@ func TestStallStress(t *testing.T) {
 		t.Cleanup(func() { srv.Close(context.Background()) })
 		return srv
 	}
-	srv := open()
+	srv := open(dsn)
 	cli := newClient(t, srv.Endpoints())
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
 	var wg sync.WaitGroup
+	// writeEvery5ms starts a writer on another server, as a second
+	// apiserver or another cluster would be.
+	writeEvery5ms := func(srv *kinelite.Server) {
+		c := newClient(t, srv.Endpoints())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				c.Put(ctx, "/other/"+strconv.Itoa(i%50), "x")
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
 	load := os.Getenv("KINELITE_STALL_LOAD")
 	// a watcher
 	wg.Add(1)
@@ -86,34 +99,11 @@ func TestStallStress(t *testing.T) {
 		}()
 	}
 	if slices.Contains([]string{"all", "second"}, load) {
-		srv2 := open()
-		cli2 := newClient(t, srv2.Endpoints())
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ctx.Err() == nil; i++ {
-				cli2.Put(ctx, "/other/"+strconv.Itoa(i%50), "x")
-				time.Sleep(5 * time.Millisecond)
-			}
-		}()
+		writeEvery5ms(open(dsn))
 	}
 	if slices.Contains([]string{"all", "multidb"}, load) {
-		for j := 0; j < 3; j++ {
-			other := pgtest.NewDatabase(t)
-			srvN, err := kinelite.Open(context.Background(), kinelite.Config{Endpoint: other, ListenAddress: "127.0.0.1:0", Logger: logger})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { srvN.Close(context.Background()) })
-			cliN := newClient(t, srvN.Endpoints())
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ctx.Err() == nil; i++ {
-					cliN.Put(ctx, "/other/"+strconv.Itoa(i%50), "x")
-					time.Sleep(5 * time.Millisecond)
-				}
-			}()
+		for range 3 {
+			writeEvery5ms(open(pgtest.NewDatabase(t)))
 		}
 	}
 	if slices.Contains([]string{"all", "compact"}, load) {
