@@ -221,7 +221,6 @@ func (s *Store) commit(ops []op) {
 		return
 	}
 	failpoint.Hit("commit-after-commit")
-	s.committed = b.rev
 	b.trace.enter(phaseSync)
 	if s.syncq == nil {
 		if err := s.driver.SyncCommitted(); err != nil {
@@ -341,7 +340,12 @@ type leaseOp struct {
 }
 
 func newBatch(s *Store, ops []op) *batch {
-	base := max(s.rev.Load(), s.committed)
+	// The newest committed revision: the group still in flight, if any
+	// (every group committed before it is too), else the published one.
+	base := s.rev.Load()
+	if s.inflight != nil {
+		base = max(base, s.inflight.rev)
+	}
 	b := &batch{s: s, ops: slices.Clone(ops), began: time.Now(), base: base, rev: base}
 	if s.syncq != nil {
 		b.published = make(chan struct{})

@@ -111,10 +111,9 @@ type Store struct {
 	// On a database of its own, the committer hands committed groups to
 	// the syncer through syncq, at most syncDepth of them (nil on a shared
 	// database, where the committer syncs and publishes each group itself).
-	syncq     chan *batch
-	syncErr   atomic.Pointer[error] // a sync failed: writes are refused
-	inflight  *batch                // last group handed to the syncer and maybe not yet published; committer only
-	committed int64                 // newest revision committed, maybe not yet published; committer only
+	syncq    chan *batch
+	syncErr  atomic.Pointer[error] // a sync failed: writes are refused
+	inflight *batch                // last group handed to the syncer and maybe not yet published; committer only
 
 	reqc   chan op            // to the committer
 	stopc  chan struct{}      // closed by Close
