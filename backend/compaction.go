@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/kinelite/kinelite/backend/index"
 	"github.com/kinelite/kinelite/internal/failpoint"
 )
 
@@ -139,34 +138,31 @@ func (o *compactStepOp) apply(ctx context.Context, b *batch) error {
 func (o *compactStepOp) done(err error) { o.call.done(err) }
 func (o *compactStepOp) solo()          {}
 
-// recordVersions keeps versions exact across restarts: for every key that
-// lost rows, the version of its oldest surviving row is recorded when that
-// row is not a create (whose version is 1 by definition).
+// recordVersions keeps versions exact across restarts. kine's table holds
+// no versions: the index counts them from each key's create row, which
+// compaction deletes. So for every key that lost rows, the version of its
+// anchor — its newest row at or below the compact revision, which this
+// compaction keeps — is recorded, unless the anchor is that create row
+// itself or a tombstone. Rows before the anchor are all superseded at or
+// below the compact revision: no read can return them, and the ones an
+// unfinished compaction left are deleted when it resumes, so their versions
+// need no record. The anchor is the same for every step of one compaction,
+// so only the first step that deletes a key's rows changes its record; the
+// later ones find it already written and write nothing.
 func (b *batch) recordVersions(ctx context.Context, tx Tx, removed []Row) error {
-	gone := make(map[string]map[int64]bool)
-	for _, r := range removed {
-		key, kind := clientKey(r)
-		if kind != rowKey || key == compactKey { // compact_rev_key keeps its version in its value
-			continue
-		}
-		if gone[key] == nil {
-			gone[key] = make(map[int64]bool)
-		}
-		gone[key][r.ID] = true
-	}
+	compactRev := b.compactRevision()
+	seen := make(map[string]bool)
 	var puts []VersionRow
 	var dels []string
-	for key, ids := range gone {
-		var first index.Revision
-		survives := false
-		for _, rv := range b.s.index.Revisions(key) {
-			if !ids[rv.Mod] {
-				first, survives = rv, true
-				break
-			}
+	for _, r := range removed {
+		key, kind := clientKey(r)
+		if kind != rowKey || key == compactKey || seen[key] { // compact_rev_key keeps its version in its value
+			continue
 		}
-		if survives && !first.Tombstone() && first.Create != first.Mod {
-			puts = append(puts, VersionRow{Name: storedName(key), ID: first.Mod, Version: first.Version})
+		seen[key] = true
+		anchor, live := b.s.index.Get(key, compactRev)
+		if live && anchor.Create != anchor.Mod {
+			puts = append(puts, VersionRow{Name: storedName(key), ID: anchor.Mod, Version: anchor.Version})
 		} else {
 			dels = append(dels, storedName(key))
 		}
@@ -195,9 +191,10 @@ func (o *defragOp) done(err error)                            { o.call.done(err)
 func (o *defragOp) solo()                                     {}
 
 // Checkpoint moves the database's write-ahead log into its main file
-// without blocking writers (SQLite; a no-op elsewhere).
-func (s *Store) Checkpoint(ctx context.Context) (CheckpointResult, error) {
-	r, err := s.driver.Checkpoint(ctx)
+// without blocking writers (SQLite; a no-op elsewhere), unless fewer than
+// minFrames pages wait to be copied; see Driver.Checkpoint.
+func (s *Store) Checkpoint(ctx context.Context, minFrames int64) (CheckpointResult, error) {
+	r, err := s.driver.Checkpoint(ctx, minFrames)
 	return r, unavailable(err)
 }
 

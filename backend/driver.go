@@ -41,9 +41,10 @@ type LeaseRow struct {
 	TTL int64
 }
 
-// VersionRow records the version of a key's oldest surviving row when
-// compaction removed the rows before it, so versions stay exact across
-// restarts. It is valid only while that row is still the key's oldest.
+// VersionRow records the version of one of a key's rows, kept by compaction
+// when it removed the rows before it, so versions stay exact across
+// restarts: the index takes it for that row and counts on from it. Rows
+// before it are below the compact revision, never read.
 type VersionRow struct {
 	Name    string
 	ID      int64
@@ -74,6 +75,9 @@ type State struct {
 type CheckpointResult struct {
 	Frames int64
 	Copied int64
+	// Checkpointed is false when the log's state was only read and nothing
+	// was copied.
+	Checkpointed bool
 }
 
 // Size describes the database's size on disk.
@@ -140,8 +144,10 @@ type Driver interface {
 
 	// Checkpoint moves a write-ahead log into the database file without
 	// blocking writers (SQLite; others do nothing and report a zero
-	// result). It may run at any time.
-	Checkpoint(ctx context.Context) (CheckpointResult, error)
+	// result). It may run at any time. When it can tell that fewer than
+	// minFrames pages wait to be copied, it copies nothing and reports the
+	// log's state.
+	Checkpoint(ctx context.Context, minFrames int64) (CheckpointResult, error)
 
 	// RestartLog starts the write-ahead log over once a checkpoint has
 	// copied all of it, waiting at most a few milliseconds for readers of

@@ -39,9 +39,9 @@ type Dialect interface {
 	TableExists(ctx context.Context, db *sql.DB, name string) (bool, error)
 
 	// Checkpoint moves the write-ahead log into the database file, on db (a
-	// connection of its own), without blocking writers. A dialect without
-	// such a log does nothing.
-	Checkpoint(ctx context.Context, db *sql.DB) (CheckpointResult, error)
+	// connection of its own), without blocking writers; see
+	// Driver.Checkpoint. A dialect without such a log does nothing.
+	Checkpoint(ctx context.Context, db *sql.DB, minFrames int64) (CheckpointResult, error)
 
 	// RestartLog starts the log over on db, the writer's connection, with
 	// no transaction open; see Driver.RestartLog.
@@ -149,7 +149,10 @@ var (
 	putVersions = batched{
 		prefix: `INSERT INTO kinelite_version(name, id, version) VALUES `,
 		row:    `(?, ?, ?)`,
-		suffix: ` ON CONFLICT(name) DO UPDATE SET id = excluded.id, version = excluded.version`,
+		// A record that already holds the row's version is left as it is:
+		// no page changes (see batch.recordVersions).
+		suffix: ` ON CONFLICT(name) DO UPDATE SET id = excluded.id, version = excluded.version
+			WHERE kinelite_version.id <> excluded.id OR kinelite_version.version <> excluded.version`,
 	}
 	deleteVersions = batched{prefix: `DELETE FROM kinelite_version WHERE name IN (`, row: `?`, suffix: `)`}
 )
@@ -461,8 +464,8 @@ func (d *sqlDriver) RestartLog(ctx context.Context) (bool, error) {
 	return d.dialect.RestartLog(ctx, d.write)
 }
 
-func (d *sqlDriver) Checkpoint(ctx context.Context) (CheckpointResult, error) {
-	return d.dialect.Checkpoint(ctx, d.maint)
+func (d *sqlDriver) Checkpoint(ctx context.Context, minFrames int64) (CheckpointResult, error) {
+	return d.dialect.Checkpoint(ctx, d.maint, minFrames)
 }
 
 func (d *sqlDriver) SyncCommitted() error { return d.dialect.SyncCommitted() }

@@ -370,22 +370,24 @@ func revisionOf(build lastFinder, key string, r Row, recorded map[string]Version
 	switch {
 	case r.Created:
 		rv.Create, rv.Version = r.ID, 1
+		return rv
 	case ok && !last.Tombstone():
 		rv.Create, rv.Version = last.Create, last.Version+1
 		if r.CreateRevision != 0 {
 			rv.Create = r.CreateRevision
 		}
 	default:
-		// The rows before this one were compacted away: take the version
-		// compaction recorded, or count from here if it recorded none
-		// (a database compacted by kine).
+		// The rows before this one were compacted away: count from
+		// here (a database compacted by kine records no versions).
 		rv.Create, rv.Version = r.CreateRevision, 1
-		if v, ok := recorded[r.Name]; ok && v.ID == r.ID {
-			rv.Version = v.Version
-		}
 		if rv.Create == 0 {
 			rv.Create = r.ID
 		}
+	}
+	// Compaction recorded this row's version: the rows counted before it,
+	// if any, are ones an unfinished compaction has yet to delete.
+	if v, ok := recorded[r.Name]; ok && v.ID == r.ID {
+		rv.Version = v.Version
 	}
 	return rv
 }

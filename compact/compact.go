@@ -18,7 +18,7 @@ const (
 	minStepRevisions          = 8
 	DefaultMinRetain          = 1000
 	DefaultCheckpointInterval = 50 * time.Millisecond
-	DefaultWALFrames          = 1000  // SQLite's own autocheckpoint threshold
+	DefaultWALFrames          = 4096  // 16 MiB of 4 KiB pages
 	DefaultRestartFrames      = 16384 // 64 MiB of 4 KiB pages
 	DefaultReclaimInterval    = time.Second
 	DefaultFreeLimit          = 16 << 20
@@ -43,7 +43,7 @@ type Store interface {
 
 	// Size, Checkpoint and Reclaim keep the database's files in check.
 	Size(ctx context.Context) (backend.Size, error)
-	Checkpoint(ctx context.Context) (backend.CheckpointResult, error)
+	Checkpoint(ctx context.Context, minFrames int64) (backend.CheckpointResult, error)
 	RestartLog(ctx context.Context) (bool, error)
 	Reclaim(ctx context.Context, maxPages int) (int, error)
 }
@@ -80,11 +80,12 @@ type Config struct {
 	// --compact-min-retain). Default DefaultMinRetain.
 	MinRetain int64
 
-	// CheckpointInterval is how often the write-ahead log's length is
-	// looked at; WALFrames is the length (in pages) above which it is
-	// checkpointed, RestartFrames the length above which it is started over
-	// once checkpointed. Defaults DefaultCheckpointInterval,
-	// DefaultWALFrames, DefaultRestartFrames.
+	// CheckpointInterval is how often the write-ahead log is looked at;
+	// WALFrames is how many of its pages must wait to be copied into the
+	// database file before a checkpoint copies them, RestartFrames the
+	// length (in pages) above which the log is copied whole and started
+	// over. Defaults DefaultCheckpointInterval, DefaultWALFrames,
+	// DefaultRestartFrames.
 	CheckpointInterval time.Duration
 	WALFrames          int64
 	RestartFrames      int64
@@ -303,20 +304,22 @@ func (c *Compactor) drain() {
 	}
 }
 
-// checkpoint keeps the write-ahead log bounded, off the commit path:
-// whenever the log holds more than WALFrames pages it runs passive
-// checkpoints (which never wait for writers or readers), each copying the
-// pages written since the previous one, so the database file stays nearly
-// current. The log must also start over from its beginning now and then,
-// which SQLite does on its own only when no reader still uses an older
-// snapshot — under a steady load, rarely. So once the log passes
-// RestartFrames and a checkpoint has copied all of it, the compactor asks
-// the store to restart it: an op of its own in the write queue that copies
-// the little written since and waits a few milliseconds at most for
-// readers. SQLite's own automatic checkpoint would do all this work inside
-// commits. Checkpoints go through the compactor's pacer like its other ops,
-// so that a checkpoint's sync of the database file never runs beside a
-// deletion step's commit.
+// checkpoint keeps the write-ahead log bounded, off the commit path.
+// Every CheckpointInterval it asks the store for a passive checkpoint
+// (which never waits for writers or readers) that copies only once at least
+// WALFrames pages wait to be copied: compaction steps change the same index
+// pages step after step, and a page written by many commits is copied once
+// per checkpoint, so larger, rarer checkpoints copy far fewer pages in all
+// (and sync the database file less often) than one after every few commits.
+// The log must also start over from its beginning now and then, which
+// SQLite does on its own only when no reader still uses an older snapshot —
+// under a steady load, rarely. So once the log passes RestartFrames, the
+// compactor copies all of it and asks the store to restart it: an op of its
+// own in the write queue that waits a few milliseconds at most for readers.
+// SQLite's own automatic checkpoint would do all this work inside commits.
+// Checkpoints go through the compactor's pacer like its other ops, so that a
+// checkpoint's sync of the database file never runs beside a deletion
+// step's commit.
 func (c *Compactor) checkpoint() {
 	defer c.wg.Done()
 	ctx := context.Background()
@@ -328,44 +331,42 @@ func (c *Compactor) checkpoint() {
 			return
 		case <-idle.C:
 		}
+		minFrames := c.cfg.WALFrames
 		for {
 			var (
 				r   backend.CheckpointResult
 				err error
 			)
-			if _, ok := c.pace.do(c.stopc, func() { r, err = c.store.Checkpoint(ctx) }); !ok {
+			if _, ok := c.pace.do(c.stopc, func() { r, err = c.store.Checkpoint(ctx, minFrames) }); !ok {
 				return
 			}
 			if err != nil {
 				c.log.Warn("checkpoint", "err", err)
 				break
 			}
-			c.metrics.checkpoints.Inc()
-			if r.Frames <= c.cfg.WALFrames {
-				break // short enough, or already started over
+			if r.Checkpointed {
+				c.metrics.checkpoints.Inc()
 			}
-			if r.Copied == r.Frames && r.Frames <= c.cfg.RestartFrames {
-				break // all copied; the log may grow a while longer
+			if r.Frames <= c.cfg.RestartFrames {
+				break // the log may grow a while longer
 			}
-			if r.Copied == r.Frames {
-				var restarted bool
-				if _, ok := c.pace.do(c.stopc, func() { restarted, err = c.store.RestartLog(ctx) }); !ok {
-					return
+			if r.Copied < r.Frames {
+				if r.Checkpointed {
+					break // readers hold the rest; try again at the next tick
 				}
-				if err != nil {
-					c.log.Warn("restart the write-ahead log", "err", err)
-					break
-				}
-				if restarted {
-					c.metrics.logRestarts.Inc()
-					break
-				}
+				minFrames = 1 // copy all of it, then restart
+				continue
 			}
-			select {
-			case <-c.stopc:
+			var restarted bool
+			if _, ok := c.pace.do(c.stopc, func() { restarted, err = c.store.RestartLog(ctx) }); !ok {
 				return
-			default:
 			}
+			if err != nil {
+				c.log.Warn("restart the write-ahead log", "err", err)
+			} else if restarted {
+				c.metrics.logRestarts.Inc()
+			}
+			break
 		}
 	}
 }

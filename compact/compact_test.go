@@ -16,7 +16,7 @@ import (
 	"github.com/kinelite/kinelite/compact"
 )
 
-func openStore(t *testing.T, path string) *backend.Store {
+func openStore(t testing.TB, path string) *backend.Store {
 	t.Helper()
 	d, err := sqlite.Open(sqlite.Config{Path: path})
 	if err != nil {
@@ -171,7 +171,7 @@ func TestWALStaysBounded(t *testing.T) {
 	}
 	cancel()
 	<-readersDone
-	restarts := testutil.ToFloat64(c.Collectors()[2].(prometheus.Counter))
+	restarts := testutil.ToFloat64(c.Collectors()[3].(prometheus.Counter)) // kinelite_wal_restarts_total
 	if restarts == 0 {
 		t.Fatal("the log was never started over")
 	}
@@ -179,7 +179,7 @@ func TestWALStaysBounded(t *testing.T) {
 	// within RestartFrames.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		r, err := s.Checkpoint(context.Background())
+		r, err := s.Checkpoint(context.Background(), 1)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -155,9 +155,9 @@ func (s *pacedStore) CurrentRevision() int64 { return s.target }
 func (s *pacedStore) Size(context.Context) (backend.Size, error) {
 	return backend.Size{Total: 1 << 30, InUse: 1 << 20}, nil
 }
-func (s *pacedStore) Checkpoint(context.Context) (backend.CheckpointResult, error) {
+func (s *pacedStore) Checkpoint(context.Context, int64) (backend.CheckpointResult, error) {
 	s.writerOp("checkpoint")
-	return backend.CheckpointResult{Frames: 1 << 20, Copied: 1 << 20}, nil
+	return backend.CheckpointResult{Frames: 1 << 20, Copied: 1 << 20, Checkpointed: true}, nil
 }
 func (s *pacedStore) RestartLog(context.Context) (bool, error) {
 	s.writerOp("restart")

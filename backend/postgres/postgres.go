@@ -536,7 +536,7 @@ func (dialect) TableExists(ctx context.Context, db *sql.DB, name string) (bool, 
 	return ok, err
 }
 
-func (dialect) Checkpoint(context.Context, *sql.DB) (backend.CheckpointResult, error) {
+func (dialect) Checkpoint(context.Context, *sql.DB, int64) (backend.CheckpointResult, error) {
 	return backend.CheckpointResult{}, nil
 }
 
