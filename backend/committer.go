@@ -33,6 +33,19 @@ type soloOp interface {
 	solo()
 }
 
+// pipelinedOp is a maintenance op whose publish changes nothing that the
+// evaluation of a later group reads (a compaction step, a reclaim, a log
+// restart, a VACUUM). Like every op that is not a transaction it waits for
+// the groups before it to be published (batch.settle), but the committer
+// writes the next group while its own group syncs, so a write queued behind
+// it does not wait for its sync and may share it. Other maintenance and
+// lease ops make their group a barrier: the compact revision and the
+// lessor, which their publish changes, are read by evaluation.
+type pipelinedOp interface {
+	op
+	pipelined()
+}
+
 // call is the completion half of an op.
 type call struct {
 	donec  chan struct{}
@@ -362,10 +375,12 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 	b.trace.enter(phaseApply)
 	for _, o := range ops {
 		if _, plain := o.(*txnOp); !plain {
-			// Lease and maintenance ops read and change what publish
-			// applies.
+			// Lease and maintenance ops read what publish applies; most
+			// also change it.
 			b.settle()
-			b.barrier = true
+			if _, ok := o.(pipelinedOp); !ok {
+				b.barrier = true
+			}
 		}
 		if err := o.apply(ctx, b); err != nil {
 			return b.abort(err)
@@ -393,7 +408,25 @@ func (b *batch) run(ctx context.Context, ops []op) error {
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	b.removeCompacted()
 	return nil
+}
+
+// removeCompacted takes the rows a compaction step deleted out of the
+// index, once its transaction has committed, in the committer as every
+// other change to the index. No read can see the difference: the rows are
+// superseded at or below the compact revision, published before the step,
+// and reads below it are refused.
+func (b *batch) removeCompacted() {
+	s := b.s
+	for _, r := range b.removed {
+		if key, kind := clientKey(r); kind == rowKey {
+			s.index.Remove(key, r.ID)
+		}
+	}
+	if b.stepTo > 0 {
+		s.indexCompacted = max(s.indexCompacted, b.stepTo)
+	}
 }
 
 func (b *batch) abort(err error) error {
@@ -425,18 +458,10 @@ func (b *batch) undo() {
 	}
 }
 
-// publish makes a committed batch visible: compaction's index removals,
-// the new revision, lease changes, then the events.
+// publish makes a committed batch visible: compaction progress, the new
+// revision, lease changes, then the events.
 func (b *batch) publish() {
 	s := b.s
-	for _, r := range b.removed {
-		if key, kind := clientKey(r); kind == rowKey {
-			s.index.Remove(key, r.ID)
-		}
-	}
-	if b.stepTo > 0 {
-		s.indexCompacted = max(s.indexCompacted, b.stepTo)
-	}
 	if b.compactRev > 0 {
 		s.compactRev.Store(b.compactRev)
 	}

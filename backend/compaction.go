@@ -137,6 +137,7 @@ func (o *compactStepOp) apply(ctx context.Context, b *batch) error {
 
 func (o *compactStepOp) done(err error) { o.call.done(err) }
 func (o *compactStepOp) solo()          {}
+func (o *compactStepOp) pipelined()     {}
 
 // recordVersions keeps versions exact across restarts. kine's table holds
 // no versions: the index counts them from each key's create row, which
@@ -189,6 +190,7 @@ type defragOp struct{ call }
 func (o *defragOp) apply(ctx context.Context, b *batch) error { return b.s.driver.Defragment(ctx) }
 func (o *defragOp) done(err error)                            { o.call.done(err) }
 func (o *defragOp) solo()                                     {}
+func (o *defragOp) pipelined()                                {}
 
 // Checkpoint moves the database's write-ahead log into its main file
 // without blocking writers (SQLite; a no-op elsewhere), unless fewer than
@@ -221,6 +223,7 @@ func (o *restartOp) apply(ctx context.Context, b *batch) (err error) {
 
 func (o *restartOp) done(err error) { o.call.done(err) }
 func (o *restartOp) solo()          {}
+func (o *restartOp) pipelined()     {}
 
 // Reclaim gives at most maxPages free pages back to the file system, as one
 // op of a group commit, and reports how many it gave.
@@ -249,3 +252,4 @@ func (o *reclaimOp) apply(ctx context.Context, b *batch) error {
 
 func (o *reclaimOp) done(err error) { o.call.done(err) }
 func (o *reclaimOp) solo()          {}
+func (o *reclaimOp) pipelined()     {}

@@ -40,8 +40,10 @@
 // writes the next on top of the index entries already staged. What only
 // publishing applies (the lessor, compaction progress) is read after the
 // rounds before have been published (batch.settle), and a round holding a
-// lease or maintenance op is published before the next begins. On a shared
-// database each round is published before the next.
+// lease op or a Compact is published before the next begins; a compaction
+// step, a reclaim or a log restart is not, so the write queued behind one
+// does not wait for its sync. On a shared database each round is published
+// before the next.
 //
 // kine's table has one row per revision, so a transaction that writes
 // several keys takes one revision per write, where etcd would use one for
