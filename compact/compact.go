@@ -18,7 +18,7 @@ const (
 	minStepRevisions          = 8
 	DefaultMinRetain          = 1000
 	DefaultCheckpointInterval = 50 * time.Millisecond
-	DefaultWALFrames          = 4096  // 16 MiB of 4 KiB pages
+	DefaultWALFrames          = 256   // 1 MiB of 4 KiB pages; see Compactor.checkpoint
 	DefaultRestartFrames      = 16384 // 64 MiB of 4 KiB pages
 	DefaultReclaimInterval    = time.Second
 	DefaultFreeLimit          = 16 << 20
@@ -309,8 +309,11 @@ func (c *Compactor) drain() {
 // (which never waits for writers or readers) that copies only once at least
 // WALFrames pages wait to be copied: compaction steps change the same index
 // pages step after step, and a page written by many commits is copied once
-// per checkpoint, so larger, rarer checkpoints copy far fewer pages in all
-// (and sync the database file less often) than one after every few commits.
+// per checkpoint, so rarer checkpoints copy fewer pages in all and sync the
+// database file less often. But a checkpoint's sync of the database file
+// slows the syncs of the commits beside it, the more the more it copied:
+// 4096 pages made the update p99 during a compaction four times worse,
+// 256 pages did not (bench/results/compaction-throughput-notes.md).
 // The log must also start over from its beginning now and then, which
 // SQLite does on its own only when no reader still uses an older snapshot —
 // under a steady load, rarely. So once the log passes RestartFrames, the
