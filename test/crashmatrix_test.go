@@ -159,8 +159,8 @@ func (m *matrix) spec(point string) string {
 	case "lease-revoke":
 		return fmt.Sprintf("%s:%d", point, 1+m.r.Intn(3))
 	case "sqlite-checkpoint":
-		// Checkpoints run every 50 ms; the kill comes up to 1.5 ms into
-		// one, while it copies the WAL.
+		// A checkpoint runs once 256 pages wait (looked at every 50 ms);
+		// the kill comes up to 1.5 ms into one, while it copies the WAL.
 		return fmt.Sprintf("%s:%d+%dus", point, 1+m.r.Intn(20), m.r.Intn(1500))
 	}
 	return ""
